@@ -1,0 +1,219 @@
+//! The `switchyard` command line: `run`, `validate`, `route test`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Compiled, Diagnostics};
+use crate::event::AttributesReader;
+
+const EXAMPLES: &str = "\
+Examples:
+  switchyard run -c config/quickstart.yaml      export events as configured
+  switchyard validate -c switchyard.yaml        check a config, print every error
+  switchyard route test -c switchyard.yaml events.jsonl
+                                                show which receivers each event reaches
+  RUST_LOG=switchyard=debug switchyard run      more detail in the log";
+
+/// Switchyard: reads events where they are born, routes them through a YAML
+/// route tree and delivers them as CloudEvents 1.0 to many receivers.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Log line format (logs go to stderr; the level comes from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The config file argument shared by the commands.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file.
+    #[arg(
+        short,
+        long,
+        env = "SWITCHYARD_CONFIG",
+        default_value = "switchyard.yaml"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the exporter until the source ends or SIGINT/SIGTERM.
+    Run(ConfigArg),
+    /// Check a config file: prints every problem as FILE:LINE:COL: message
+    /// and exits 1, or prints `ok`.
+    Validate(ConfigArg),
+    /// Route commands.
+    #[command(subcommand)]
+    Route(RouteCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Read records (as the configured mapping expects) and print, for each,
+    /// one JSON line {"id":…,"receivers":[…]}.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Records file, one per line; `-` or nothing reads stdin.
+        events: Option<PathBuf>,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Validate(c) => validate(&c.config),
+        Command::Run(c) => run(&c.config),
+        Command::Route(RouteCommand::Test { config, events }) => {
+            route_test(&config.config, events.as_deref())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loads and validates, printing diagnostics to stderr. Warnings do not fail.
+fn load(path: &Path) -> Result<Compiled, ()> {
+    let file = path.display().to_string();
+    let result = config::load(path).and_then(|c| config::validate(&c));
+    let print = |d: &Diagnostics| eprint!("{}", d.render(&file));
+    match result {
+        Ok((compiled, warnings)) => {
+            print(&warnings);
+            Ok(compiled)
+        }
+        Err(diags) => {
+            print(&diags);
+            Err(())
+        }
+    }
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(()) => ExitCode::FAILURE,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
+}
+
+fn run(path: &Path) -> ExitCode {
+    let Ok(compiled) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    runtime().block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        info!(config = %path.display(), receivers = compiled.receivers.len(), "switchyard starting");
+        match crate::pipeline::run(compiled, shutdown).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                error!(error = %e, "switchyard stopped with an error");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        warn!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    info!("signal received; stopping the source and draining queues (again to exit at once)");
+    shutdown.cancel();
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    warn!("second signal; exiting without draining");
+    std::process::exit(130);
+}
+
+fn route_test(path: &Path, events: Option<&Path>) -> ExitCode {
+    let Ok(compiled) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    let input: Box<dyn BufRead> = match events {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p == Path::new("-") => Box::new(std::io::stdin().lock()),
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let names: Vec<&str> = compiled.receivers.iter().map(|r| r.name.as_str()).collect();
+    let mut out = std::io::stdout().lock();
+    let mut targets = Vec::new();
+    for (n, line) in input.split(b'\n').enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("read error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match compiled.mapper.map(&line) {
+            Ok(event) => {
+                compiled.routes.route(&event, &mut targets);
+                let receivers: Vec<&str> = targets.iter().map(|&r| names[r]).collect();
+                let row = serde_json::json!({"id": event.id(), "receivers": receivers});
+                if writeln!(out, "{row}").is_err() {
+                    return ExitCode::SUCCESS; // stdout closed (e.g. `| head`)
+                }
+            }
+            Err(e) => eprintln!(
+                "line {}: malformed record (_id {}): {}",
+                n + 1,
+                e.id.as_deref().unwrap_or("unknown"),
+                e.reason
+            ),
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,344 @@
+//! The YAML configuration: its shape ([`Config`] and friends, plain data that
+//! mirrors the file), loading with line/column errors, and [`validate`], which
+//! checks the meaning and compiles the runtime pieces.
+//!
+//! Every struct denies unknown keys; every field is documented here, and these
+//! comments are the reference behind `docs/CONFIG.md`.
+
+mod diagnostic;
+mod expand;
+mod types;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+pub use serde_saphyr::Spanned;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use expand::{ExpandError, expand, expand_with};
+pub use types::{ByteSize, Duration};
+pub use validate::{
+    Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec, validate,
+};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// String map copied into every event's `data.metadata`. The `nvsentinel`
+    /// profile requires `cluster`.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, Spanned<String>>,
+    /// Where events come from: exactly one kind.
+    pub source: SourceConfig,
+    /// How a source record becomes a CloudEvent.
+    #[serde(default)]
+    pub mapping: MappingConfig,
+    /// The route tree: which events go to which receivers.
+    #[serde(default)]
+    pub route: RouteConfig,
+    /// Named destinations.
+    #[serde(default)]
+    pub receivers: Vec<ReceiverConfig>,
+    /// Where the source position is persisted.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// How long SIGINT/SIGTERM may take to drain queues before the process exits.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The source: one key naming its kind.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// JSON lines read from a file.
+    File(FileSourceConfig),
+    /// JSON lines read from standard input.
+    Stdin(StdinSourceConfig),
+}
+
+/// `source.file`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The file to read, one record per line.
+    pub path: Spanned<String>,
+    /// Keep reading lines appended to the file (like `tail -F`), also across
+    /// truncation and rotation. When false, the source ends at end of file.
+    #[serde(default)]
+    pub follow: bool,
+    /// How often a followed file is checked for new lines.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Duration,
+    /// The longest line accepted; a longer one is skipped and counted as malformed.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: ByteSize,
+}
+
+fn default_poll_interval() -> Duration {
+    Duration(std::time::Duration::from_millis(250))
+}
+
+fn default_max_line() -> ByteSize {
+    ByteSize(16 * 1024 * 1024)
+}
+
+/// `source.stdin`: JSON lines from standard input. It has no position, so a
+/// restart cannot resume; use it for pipes and `route test`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdinSourceConfig {
+    /// The longest line accepted; a longer one is skipped and counted as malformed.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: ByteSize,
+}
+
+/// `mapping`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MappingConfig {
+    /// `nvsentinel` (NVSentinel HealthEvents documents), `raw` (any JSON
+    /// document becomes `data`) or `cloudevents` (each line is a structured
+    /// CloudEvent already).
+    #[serde(default)]
+    pub profile: Profile,
+    /// Overrides the CloudEvent `type`. A template: `{{metadata.KEY}}`,
+    /// `{{id}}`, `{{subject}}` and `{{data.PATH}}` are replaced.
+    #[serde(default, rename = "type")]
+    pub ty: Option<Spanned<String>>,
+    /// Overrides the CloudEvent `source`; a template like `type`.
+    #[serde(default)]
+    pub source: Option<Spanned<String>>,
+    /// Overrides the CloudEvent `subject`; a template like `type`.
+    #[serde(default)]
+    pub subject: Option<Spanned<String>>,
+}
+
+/// The mapping profile.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Profile {
+    #[default]
+    Nvsentinel,
+    Raw,
+    Cloudevents,
+}
+
+/// A node of the route tree.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteConfig {
+    /// If any of these rules matches, the event stops here.
+    #[serde(default)]
+    pub drop: Vec<RuleConfig>,
+    /// Each matching rule that names a receiver sends the event to it; only
+    /// if all match (or there are none) are the child routes processed.
+    #[serde(default, rename = "match")]
+    pub matches: Vec<RuleConfig>,
+    /// Child routes, processed in order.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A rule: `path: pattern` conditions that must all hold, plus an optional
+/// `receiver`. A nested map is shorthand for a longer path.
+#[derive(Debug, Default)]
+pub struct RuleConfig {
+    /// The receiver this rule sends matching events to.
+    pub receiver: Option<Spanned<String>>,
+    /// The conditions, in file order.
+    pub conditions: Vec<(String, Spanned<PatternValue>)>,
+}
+
+/// The right-hand side of a condition as written in YAML.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatternValue {
+    String(String),
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Null,
+    Map(Vec<(String, Spanned<PatternValue>)>),
+}
+
+mod rule_de;
+
+/// A named receiver: exactly one kind key, plus settings shared by all kinds.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// The name that routes refer to. Unique.
+    pub name: Spanned<String>,
+    /// Write each event as one structured-mode CloudEvent JSON line to stdout.
+    #[serde(default)]
+    pub stdout: Option<StdoutConfig>,
+    /// Append each event as a JSON line to a file, with size-based rotation.
+    #[serde(default)]
+    pub file: Option<FileSinkConfig>,
+    /// The receiver's queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// How failed deliveries are retried.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// `stdout: {}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdoutConfig {}
+
+/// `file: {path, maxSize, maxFiles}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file events are appended to (created with its directory if missing).
+    pub path: Spanned<String>,
+    /// Rotate when the file would grow past this size.
+    #[serde(default = "default_max_size")]
+    pub max_size: ByteSize,
+    /// How many rotated files (`path.1` … `path.N`) are kept; 0 keeps none.
+    #[serde(default = "default_max_files")]
+    pub max_files: u32,
+}
+
+fn default_max_size() -> ByteSize {
+    ByteSize(100 * 1024 * 1024)
+}
+
+fn default_max_files() -> u32 {
+    5
+}
+
+/// `queue: {maxEvents, maxBatch}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Events buffered for this receiver; when full, the source waits.
+    #[serde(default = "default_queue_events")]
+    pub max_events: usize,
+    /// At most this many queued events are handed to the receiver at once.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_events: default_queue_events(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+fn default_queue_events() -> usize {
+    10_000
+}
+
+fn default_max_batch() -> usize {
+    500
+}
+
+/// `retry: {initialBackoff, maxBackoff, multiplier}`. Without a dead letter
+/// destination a failing receiver retries for ever and the source position
+/// does not move past its events: nothing is dropped silently.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Wait before the first retry.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: Duration,
+    /// Longest wait between retries.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// Factor applied to the wait after each failure.
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+            multiplier: default_multiplier(),
+        }
+    }
+}
+
+fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_multiplier() -> f64 {
+    2.0
+}
+
+/// `state: {dir, flushInterval}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory for the persisted source position (created if missing).
+    #[serde(default = "default_state_dir")]
+    pub dir: Spanned<String>,
+    /// How often an advanced position is written (and always at shutdown).
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: Duration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_state_dir(),
+            flush_interval: default_flush_interval(),
+        }
+    }
+}
+
+fn default_state_dir() -> Spanned<String> {
+    Spanned::new(
+        "/var/lib/switchyard".to_owned(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Reads and parses a config file. Structural errors (bad YAML, unknown or
+/// missing keys, wrong types) stop at the first; [`validate`] then reports
+/// every semantic error.
+pub fn load(path: &std::path::Path) -> Result<Config, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics::one(Diagnostic::error(None, format!("cannot read config: {e}")))
+    })?;
+    parse(&text)
+}
+
+/// Parses config text.
+pub fn parse(text: &str) -> Result<Config, Diagnostics> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| Diagnostics::one(Diagnostic::from_yaml(&e)))
+}
+
+/// The default config path: `$SWITCHYARD_CONFIG`, else `./switchyard.yaml`.
+pub fn default_path() -> PathBuf {
+    std::env::var_os("SWITCHYARD_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("switchyard.yaml"))
+}

@@ -1,0 +1,304 @@
+//! Semantic validation: checks a parsed [`Config`] once, collects every error
+//! (each naming its place and line) and compiles the runtime pieces. Runtime
+//! code never fails because of a config mistake.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::{
+    Config, Diagnostics, Duration, Profile, QueueConfig, ReceiverConfig, RetryConfig, SourceConfig,
+    Spanned, expand,
+};
+use crate::mapping::{Mapper, Overrides, Template};
+use crate::route::{self, RouteTree};
+
+/// A validated configuration, ready to run.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub source: SourceSpec,
+    pub mapper: Mapper,
+    pub routes: RouteTree,
+    pub receivers: Vec<ReceiverSpec>,
+    pub state: StateSpec,
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// A source with every value resolved.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    File {
+        path: PathBuf,
+        follow: bool,
+        poll_interval: std::time::Duration,
+        max_line_bytes: usize,
+    },
+    Stdin {
+        max_line_bytes: usize,
+    },
+}
+
+/// A receiver with every value resolved.
+#[derive(Debug, Clone)]
+pub struct ReceiverSpec {
+    pub name: String,
+    pub kind: ReceiverKind,
+    pub queue: QueueSpec,
+    pub retry: RetryConfig,
+}
+
+/// The receiver kinds.
+#[derive(Debug, Clone)]
+pub enum ReceiverKind {
+    Stdout,
+    File {
+        path: PathBuf,
+        max_size: u64,
+        max_files: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSpec {
+    pub max_events: usize,
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateSpec {
+    pub dir: PathBuf,
+    pub flush_interval: std::time::Duration,
+}
+
+/// Validates and compiles. On success the diagnostics hold only warnings.
+pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics> {
+    let mut diags = Diagnostics::default();
+
+    let mut metadata = Map::new();
+    for (key, value) in &config.metadata {
+        if let Some(v) = expanded(value, &format!("metadata.{key}"), &mut diags) {
+            metadata.insert(key.clone(), Value::String(v));
+        }
+    }
+    let mapper = mapper(config, metadata, &mut diags);
+    let source = source(&config.source, &mut diags);
+
+    let mut receivers = Vec::new();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in config.receivers.iter().enumerate() {
+        let place = format!("receivers[{i}]");
+        if r.name.value.is_empty() {
+            diags.error(
+                Some(r.name.referenced),
+                format!("{place}.name: must not be empty"),
+            );
+        } else if let Some(&first) = by_name.get(r.name.value.as_str()) {
+            let first_line = config.receivers[first].name.referenced.line();
+            diags.error(
+                Some(r.name.referenced),
+                format!("{place}.name: duplicate receiver name {:?} (first defined at line {first_line})", r.name.value),
+            );
+        } else {
+            by_name.insert(&r.name.value, receivers.len());
+        }
+        if let Some(spec) = receiver(r, &place, &mut diags) {
+            receivers.push(spec);
+        } else {
+            // Keep ids aligned with `by_name` even for a broken receiver.
+            receivers.push(ReceiverSpec {
+                name: r.name.value.clone(),
+                kind: ReceiverKind::Stdout,
+                queue: queue(&r.queue, &place, &mut diags),
+                retry: r.retry.clone(),
+            });
+        }
+    }
+
+    let mut used = vec![false; receivers.len()];
+    let routes = route::compile(&config.route, &by_name, &mut used, &mut diags);
+    for (i, r) in config.receivers.iter().enumerate() {
+        if by_name.get(r.name.value.as_str()) == Some(&i) && !used[i] {
+            diags.warning(
+                Some(r.name.referenced),
+                format!(
+                    "receivers[{i}]: receiver {:?} is not used by any route",
+                    r.name.value
+                ),
+            );
+        }
+    }
+
+    let state_dir = expanded(&config.state.dir, "state.dir", &mut diags);
+    nonzero(
+        config.state.flush_interval,
+        "state.flushInterval",
+        &mut diags,
+    );
+
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let compiled = Compiled {
+        source: source.expect("no errors means a source"),
+        mapper: mapper.expect("no errors means a mapper"),
+        routes,
+        receivers,
+        state: StateSpec {
+            dir: PathBuf::from(state_dir.expect("no errors means a state dir")),
+            flush_interval: config.state.flush_interval.0,
+        },
+        shutdown_timeout: config.shutdown_timeout.0,
+    };
+    Ok((compiled, diags))
+}
+
+/// Expands `${…}` in a value, reporting failures at the value.
+fn expanded(value: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option<String> {
+    match expand(&value.value) {
+        Ok(v) => Some(v.into_owned()),
+        Err(e) => {
+            diags.error(Some(value.referenced), format!("{place}: {e}"));
+            None
+        }
+    }
+}
+
+fn nonzero(d: Duration, place: &str, diags: &mut Diagnostics) {
+    if d.0.is_zero() {
+        diags.error(None, format!("{place}: must be greater than zero"));
+    }
+}
+
+fn mapper(
+    config: &Config,
+    metadata: Map<String, Value>,
+    diags: &mut Diagnostics,
+) -> Option<Mapper> {
+    let m = &config.mapping;
+    let profile = m.profile;
+    if profile == Profile::Nvsentinel
+        && metadata
+            .get("cluster")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        let at = config.metadata.get("cluster").map(|c| c.referenced);
+        diags.error(at, "metadata.cluster: required by the nvsentinel mapping profile (it names the event source)");
+    }
+    if profile == Profile::Raw {
+        for (value, key) in [(&m.ty, "type"), (&m.source, "source")] {
+            if value.is_none() {
+                diags.error(
+                    None,
+                    format!("mapping.{key}: required by the raw mapping profile"),
+                );
+            }
+        }
+    }
+    let mut template = |value: &Option<Spanned<String>>, key: &str| {
+        let value = value.as_ref()?;
+        match Template::compile(&value.value, &metadata) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                diags.error(Some(value.referenced), format!("mapping.{key}: {e}"));
+                None
+            }
+        }
+    };
+    let overrides = Overrides {
+        ty: template(&m.ty, "type"),
+        source: template(&m.source, "source"),
+        subject: template(&m.subject, "subject"),
+    };
+    Some(Mapper::new(profile, metadata, overrides))
+}
+
+fn source(config: &SourceConfig, diags: &mut Diagnostics) -> Option<SourceSpec> {
+    match config {
+        SourceConfig::File(f) => {
+            nonzero(f.poll_interval, "source.file.pollInterval", diags);
+            Some(SourceSpec::File {
+                path: PathBuf::from(expanded(&f.path, "source.file.path", diags)?),
+                follow: f.follow,
+                poll_interval: f.poll_interval.0,
+                max_line_bytes: usize::try_from(f.max_line_bytes.0).unwrap_or(usize::MAX),
+            })
+        }
+        SourceConfig::Stdin(s) => Some(SourceSpec::Stdin {
+            max_line_bytes: usize::try_from(s.max_line_bytes.0).unwrap_or(usize::MAX),
+        }),
+    }
+}
+
+fn queue(q: &QueueConfig, place: &str, diags: &mut Diagnostics) -> QueueSpec {
+    for (v, key) in [(q.max_events, "maxEvents"), (q.max_batch, "maxBatch")] {
+        if v == 0 {
+            diags.error(None, format!("{place}.queue.{key}: must be at least 1"));
+        }
+    }
+    QueueSpec {
+        max_events: q.max_events.max(1),
+        max_batch: q.max_batch.max(1),
+    }
+}
+
+fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<ReceiverSpec> {
+    let at = Some(r.name.referenced);
+    let kinds = [r.stdout.is_some(), r.file.is_some()];
+    match kinds.iter().filter(|k| **k).count() {
+        1 => {}
+        0 => {
+            diags.error(
+                at,
+                format!(
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file",
+                    r.name.value
+                ),
+            );
+            return None;
+        }
+        _ => {
+            diags.error(
+                at,
+                format!(
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file",
+                    r.name.value
+                ),
+            );
+            return None;
+        }
+    }
+    if r.retry.multiplier < 1.0 || !r.retry.multiplier.is_finite() {
+        diags.error(
+            at,
+            format!("{place}.retry.multiplier: must be at least 1.0"),
+        );
+    }
+    nonzero(
+        r.retry.initial_backoff,
+        &format!("{place}.retry.initialBackoff"),
+        diags,
+    );
+    let kind = if let Some(f) = &r.file {
+        if f.max_size.0 == 0 {
+            diags.error(
+                Some(f.path.referenced),
+                format!("{place}.file.maxSize: must be greater than zero"),
+            );
+        }
+        ReceiverKind::File {
+            path: PathBuf::from(expanded(&f.path, &format!("{place}.file.path"), diags)?),
+            max_size: f.max_size.0,
+            max_files: f.max_files,
+        }
+    } else {
+        ReceiverKind::Stdout
+    };
+    Some(ReceiverSpec {
+        name: r.name.value.clone(),
+        kind,
+        queue: queue(&r.queue, place, diags),
+        retry: r.retry.clone(),
+    })
+}

@@ -1,0 +1,31 @@
+//! Switchyard: an event exporter. It reads events where they are born (first
+//! of all NVSentinel's health events), routes them through a YAML route tree,
+//! turns them into CloudEvents 1.0 and delivers them to many receivers
+//! without losing any.
+//!
+//! # Layout
+//!
+//! - [`config`]: the YAML shape, `${…}` expansion, diagnostics with line and
+//!   column, and validation that compiles the runtime pieces.
+//! - [`event`]: the CloudEvent model (the official SDK) and field paths.
+//! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`).
+//! - [`route`]: the compiled route tree and its patterns.
+//! - [`source`]: where records come from (`file`, `stdin`), with positions.
+//! - [`sink`]: receivers (`stdout`, `file`) and the delivery result.
+//! - [`pipeline`]: source → mapping → route → per-receiver queues, ordered
+//!   acknowledgements and checkpoints, graceful shutdown.
+//! - [`state`]: where source positions are persisted.
+//! - [`cli`]: the `switchyard` command line.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod mapping;
+pub mod pipeline;
+pub mod route;
+pub mod sink;
+pub mod source;
+pub mod state;
+
+/// A boxed future, the return type of the component traits.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

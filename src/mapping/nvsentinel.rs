@@ -1,0 +1,260 @@
+//! The `nvsentinel` profile: a document of NVSentinel's `HealthEvents`
+//! collection (field names lower-cased by its Go driver) → the CloudEvent
+//! NVSentinel's own event exporter sends, with two improvements: the `id` is
+//! derived from `_id` (stable across replays) and `subject` is the node name.
+//!
+//! Missing fields take protobuf zero values, as the Go driver would give; a
+//! field of the wrong type makes the document malformed.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cloudevents::{EventBuilder, EventBuilderV10, event::Event};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
+
+use super::{MapError, derive_id, extjson};
+
+/// The CloudEvent `type` NVSentinel uses.
+pub const EVENT_TYPE: &str = "com.nvidia.nvsentinel.health.v1";
+
+#[derive(Deserialize)]
+struct Document {
+    #[serde(rename = "_id", default)]
+    id: Value,
+    #[serde(rename = "createdAt", default)]
+    created_at: Value,
+    #[serde(default, deserialize_with = "nullable")]
+    healthevent: Option<HealthEvent>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct HealthEvent {
+    #[serde(deserialize_with = "nullable")]
+    version: u32,
+    #[serde(deserialize_with = "nullable")]
+    agent: String,
+    #[serde(deserialize_with = "nullable")]
+    componentclass: String,
+    #[serde(deserialize_with = "nullable")]
+    checkname: String,
+    #[serde(deserialize_with = "nullable")]
+    isfatal: bool,
+    #[serde(deserialize_with = "nullable")]
+    ishealthy: bool,
+    #[serde(deserialize_with = "nullable")]
+    message: String,
+    #[serde(deserialize_with = "nullable")]
+    recommendedaction: i64,
+    #[serde(deserialize_with = "nullable")]
+    errorcode: Vec<String>,
+    #[serde(deserialize_with = "nullable")]
+    entitiesimpacted: Vec<Entity>,
+    #[serde(deserialize_with = "nullable")]
+    metadata: BTreeMap<String, String>,
+    generatedtimestamp: Option<Timestamp>,
+    #[serde(deserialize_with = "nullable")]
+    nodename: String,
+    quarantineoverrides: Option<BehaviourOverrides>,
+    drainoverrides: Option<BehaviourOverrides>,
+    #[serde(deserialize_with = "nullable")]
+    processingstrategy: i64,
+    #[serde(deserialize_with = "nullable")]
+    customrecommendedaction: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entity {
+    #[serde(deserialize_with = "nullable_required")]
+    entitytype: String,
+    #[serde(default, deserialize_with = "nullable")]
+    entityvalue: String,
+}
+
+#[derive(Deserialize)]
+struct Timestamp {
+    #[serde(default, deserialize_with = "nullable")]
+    seconds: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    nanos: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BehaviourOverrides {
+    #[serde(deserialize_with = "nullable")]
+    force: bool,
+    #[serde(deserialize_with = "nullable")]
+    skip: bool,
+}
+
+/// `null` reads as the zero value (a nil slice or unset scalar in Go).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// An entity without a type is malformed: say so instead of exporting `""`.
+fn nullable_required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Option::<String>::deserialize(d)?.ok_or_else(|| serde::de::Error::custom("entitytype is null"))
+}
+
+/// RecommendedAction enum names (NVSentinel's protobuf).
+fn recommended_action(n: i64) -> Value {
+    let name = match n {
+        0 => "NONE",
+        2 => "COMPONENT_RESET",
+        5 => "CONTACT_SUPPORT",
+        6 => "RUN_FIELDDIAG",
+        15 => "RESTART_VM",
+        24 => "RESTART_BM",
+        25 => "REPLACE_VM",
+        26 => "RUN_DCGMEUD",
+        27 => "CUSTOM",
+        99 => "UNKNOWN",
+        other => return Value::String(other.to_string()),
+    };
+    Value::String(name.to_owned())
+}
+
+/// ProcessingStrategy enum names.
+fn processing_strategy(n: i64) -> Value {
+    let name = match n {
+        0 => "UNSPECIFIED",
+        1 => "EXECUTE_REMEDIATION",
+        2 => "STORE_ONLY",
+        3 => "STORE_AND_ANALYSE",
+        other => return Value::String(other.to_string()),
+    };
+    Value::String(name.to_owned())
+}
+
+pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapError> {
+    let doc: Document = match serde_json::from_slice(record) {
+        Ok(doc) => doc,
+        Err(_) => return Err(explain(record)),
+    };
+    let record_id = extjson::id_text(&doc.id);
+    let Some(he) = doc.healthevent else {
+        return Err(MapError::new(record_id, "document has no healthevent"));
+    };
+
+    let generated = he.generatedtimestamp.as_ref().and_then(|ts| {
+        let nanos = u32::try_from(ts.nanos).ok()?;
+        DateTime::<Utc>::from_timestamp(ts.seconds, nanos)
+    });
+    let time = generated
+        .or_else(|| extjson::date(&doc.created_at))
+        .unwrap_or_else(Utc::now);
+    let timestamp = extjson::rfc3339_nano(&time);
+
+    let mut gpu_uuid = None;
+    let entities: Vec<Value> = he
+        .entitiesimpacted
+        .into_iter()
+        .map(|e| {
+            if e.entitytype == "GPU_UUID" {
+                gpu_uuid = Some(e.entityvalue.clone());
+            }
+            json!({"entityType": e.entitytype, "entityValue": e.entityvalue})
+        })
+        .collect();
+
+    let mut event_data = Map::new();
+    event_data.insert("version".into(), he.version.into());
+    event_data.insert("agent".into(), he.agent.into());
+    event_data.insert("componentClass".into(), he.componentclass.into());
+    event_data.insert("checkName".into(), he.checkname.into());
+    event_data.insert("isFatal".into(), he.isfatal.into());
+    event_data.insert("isHealthy".into(), he.ishealthy.into());
+    event_data.insert("message".into(), he.message.into());
+    event_data.insert(
+        "recommendedAction".into(),
+        recommended_action(he.recommendedaction),
+    );
+    event_data.insert("errorCode".into(), he.errorcode.into());
+    event_data.insert("entitiesImpacted".into(), entities.into());
+    event_data.insert("generatedTimestamp".into(), timestamp.clone().into());
+    event_data.insert("nodeName".into(), he.nodename.clone().into());
+    event_data.insert(
+        "processingStrategy".into(),
+        processing_strategy(he.processingstrategy),
+    );
+    if !he.customrecommendedaction.is_empty() {
+        event_data.insert(
+            "customRecommendedAction".into(),
+            he.customrecommendedaction.into(),
+        );
+    }
+    if !he.metadata.is_empty() {
+        let m: Map<String, Value> = he
+            .metadata
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        event_data.insert("metadata".into(), m.into());
+    }
+    if let Some(o) = he.quarantineoverrides {
+        event_data.insert(
+            "quarantineOverrides".into(),
+            json!({"force": o.force, "skip": o.skip}),
+        );
+    }
+    if let Some(o) = he.drainoverrides {
+        event_data.insert(
+            "drainOverrides".into(),
+            json!({"force": o.force, "skip": o.skip}),
+        );
+    }
+    if let Some(g) = gpu_uuid {
+        event_data.insert("gpuUUID".into(), g.into());
+    }
+
+    let cluster = metadata
+        .get("cluster")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let id = match &record_id {
+        Some(oid) => derive_id("nvsentinel", oid.as_bytes()),
+        None => derive_id("nvsentinel-content", record),
+    };
+    let data = json!({"metadata": metadata, "healthEvent": event_data});
+    let mut builder = EventBuilderV10::new()
+        .id(id)
+        .ty(EVENT_TYPE)
+        .source(format!("nvsentinel://{cluster}/healthevents"))
+        .time(time)
+        .data("application/json", data);
+    if !he.nodename.is_empty() {
+        builder = builder.subject(he.nodename);
+    }
+    builder
+        .build()
+        .map_err(|e| MapError::new(record_id, format!("cannot build CloudEvent: {e}")))
+}
+
+/// Parses again, slowly, to say where a document is malformed.
+fn explain(record: &[u8]) -> MapError {
+    let id = serde_json::from_slice::<Value>(record)
+        .ok()
+        .and_then(|v| v.get("_id").and_then(extjson::id_text));
+    let de = &mut serde_json::Deserializer::from_slice(record);
+    let reason = match serde_path_to_error::deserialize::<_, Document>(de) {
+        Err(e) if e.path().to_string() != "." => {
+            format!("{}: {}", e.path(), strip_position(e.inner()))
+        }
+        Err(e) => strip_position(e.inner()),
+        Ok(_) => "malformed document".to_owned(),
+    };
+    MapError::new(id, reason)
+}
+
+/// serde_json's "at line 1 column 345" says nothing useful for one-line records.
+fn strip_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}

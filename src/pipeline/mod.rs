@@ -1,0 +1,243 @@
+//! The running pipeline: source → mapping → route → one bounded queue and
+//! task per receiver → receiver, with ordered acknowledgements back to the
+//! source position.
+//!
+//! Backpressure: the router waits when a receiver's queue is full, and the
+//! source waits on the router, so memory stays bounded; a slow receiver
+//! delays the others only once its own queue is full.
+//!
+//! Shutdown: cancel the token; the source stops, queues drain, the last
+//! finished position is persisted. Past `shutdown_timeout` the pipeline
+//! stops waiting; unfinished events are read again on the next start.
+
+mod ack;
+mod receiver;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+pub use ack::Tracker;
+
+use crate::config::Compiled;
+use crate::event::Event;
+use crate::sink;
+use crate::source::{self, Payload, Record, SourceContext, SourceError};
+use crate::state::{FileStore, PositionStore, StateError};
+
+/// An event in a receiver's queue.
+#[derive(Debug)]
+pub struct Queued {
+    pub event: Arc<Event>,
+    pub seq: u64,
+}
+
+/// Counters of a run (exported as metrics by a later issue).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records read from the source (including malformed ones).
+    pub read: AtomicU64,
+    /// Records mapped to CloudEvents.
+    pub mapped: AtomicU64,
+    /// Records that could not be read or mapped (logged and skipped).
+    pub malformed: AtomicU64,
+    /// Events no route sent anywhere (dropped or unmatched).
+    pub unrouted: AtomicU64,
+    /// Event deliveries (one per receiver) that succeeded.
+    pub delivered: AtomicU64,
+    /// Event deliveries rejected for good by a receiver.
+    pub rejected: AtomicU64,
+    /// Failed delivery attempts that were retried.
+    pub retries: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("source failed: {0}")]
+    Source(#[from] SourceError),
+}
+
+/// Records buffered between the source and the router.
+const SOURCE_BUFFER: usize = 1024;
+
+/// Runs until the source ends (and everything is delivered) or `shutdown`
+/// is cancelled.
+pub async fn run(
+    compiled: Compiled,
+    shutdown: CancellationToken,
+) -> Result<Arc<Stats>, PipelineError> {
+    let stats = Arc::new(Stats::default());
+    let tracker = Arc::new(Tracker::default());
+    let source = source::build(&compiled.source);
+    let store: Option<Arc<dyn PositionStore>> = match source.position_key() {
+        Some(key) => Some(Arc::new(FileStore::open(&compiled.state.dir, &key)?)),
+        None => None,
+    };
+    let start = match &store {
+        Some(s) => s.load().await?,
+        None => None,
+    };
+
+    let tasks = TaskTracker::new();
+    let mut queues = Vec::with_capacity(compiled.receivers.len());
+    for spec in &compiled.receivers {
+        let (tx, rx) = mpsc::channel(spec.queue.max_events);
+        queues.push(tx);
+        let task = receiver::ReceiverTask::new(
+            spec,
+            sink::build(spec),
+            rx,
+            tracker.clone(),
+            stats.clone(),
+        );
+        tasks.spawn(task.run());
+    }
+    tasks.close();
+
+    let (records_tx, records_rx) = mpsc::channel(SOURCE_BUFFER);
+    let source_task = tokio::spawn(source.run(SourceContext {
+        out: records_tx,
+        shutdown: shutdown.clone(),
+        start,
+    }));
+
+    let checkpoint_stop = CancellationToken::new();
+    let checkpointer = tokio::spawn(checkpoint(
+        store.clone(),
+        tracker.clone(),
+        compiled.state.flush_interval,
+        checkpoint_stop.clone(),
+    ));
+
+    let work = async {
+        route_records(&compiled, records_rx, queues, &tracker, &stats).await;
+        tasks.wait().await;
+    };
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(compiled.shutdown_timeout).await;
+    };
+    tokio::select! {
+        () = work => {}
+        () = deadline => {
+            warn!(
+                unfinished = tracker.in_flight(),
+                timeout = ?compiled.shutdown_timeout,
+                "shutdown timed out; unfinished events will be read again on the next start"
+            );
+        }
+    }
+    checkpoint_stop.cancel();
+    let saved = checkpointer.await.expect("checkpoint task does not panic");
+
+    info!(
+        read = Stats::get(&stats.read),
+        mapped = Stats::get(&stats.mapped),
+        malformed = Stats::get(&stats.malformed),
+        unrouted = Stats::get(&stats.unrouted),
+        delivered = Stats::get(&stats.delivered),
+        rejected = Stats::get(&stats.rejected),
+        retries = Stats::get(&stats.retries),
+        "pipeline stopped"
+    );
+    if source_task.is_finished() {
+        source_task.await.expect("source task does not panic")?;
+    }
+    saved?;
+    Ok(stats)
+}
+
+/// Maps and routes every record, handing events to the receiver queues.
+async fn route_records(
+    compiled: &Compiled,
+    mut records: mpsc::Receiver<Record>,
+    queues: Vec<mpsc::Sender<Queued>>,
+    tracker: &Tracker,
+    stats: &Stats,
+) {
+    let mut targets = Vec::with_capacity(queues.len());
+    while let Some(record) = records.recv().await {
+        stats.read.fetch_add(1, Ordering::Relaxed);
+        let line = match record.payload {
+            Payload::Line(line) => line,
+            Payload::Invalid(reason) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                warn!(%reason, "malformed record skipped");
+                tracker.begin(0, record.position);
+                continue;
+            }
+        };
+        let event = match compiled.mapper.map(&line) {
+            Ok(event) => event,
+            Err(e) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
+                tracker.begin(0, record.position);
+                continue;
+            }
+        };
+        stats.mapped.fetch_add(1, Ordering::Relaxed);
+        compiled.routes.route(&event, &mut targets);
+        if targets.is_empty() {
+            stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            tracker.begin(0, record.position);
+            continue;
+        }
+        let seq = tracker.begin(targets.len() as u32, record.position);
+        let event = Arc::new(event);
+        for &r in &targets {
+            let queued = Queued {
+                event: event.clone(),
+                seq,
+            };
+            if queues[r].send(queued).await.is_err() {
+                error!(receiver = %compiled.receivers[r].name, "receiver task is gone; its events stay unfinished");
+            }
+        }
+    }
+    debug!("source finished; draining receiver queues");
+}
+
+/// Persists the committed position every `interval` when it has moved, and
+/// once more when stopped. Returns the last save's result.
+async fn checkpoint(
+    store: Option<Arc<dyn PositionStore>>,
+    tracker: Arc<Tracker>,
+    interval: std::time::Duration,
+    stop: CancellationToken,
+) -> Result<(), StateError> {
+    let Some(store) = store else { return Ok(()) };
+    let mut saved_version = 0;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.cancelled() => true,
+        };
+        let (position, version) = tracker.committed();
+        if let Some(position) = position.filter(|_| version != saved_version) {
+            match store.save(&position).await {
+                Ok(()) => saved_version = version,
+                Err(e) if stopping => return Err(e),
+                Err(e) => warn!(error = %e, "cannot persist source position; will retry"),
+            }
+        }
+        if stopping {
+            return Ok(());
+        }
+    }
+}

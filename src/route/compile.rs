@@ -1,0 +1,139 @@
+//! `config::RouteConfig` → [`RouteTree`], collecting every error with its
+//! place (`route.routes[1].match[0]`) and line.
+
+use std::collections::HashMap;
+
+use crate::config::{Diagnostics, PatternValue, RouteConfig, RuleConfig, Spanned};
+use crate::event::FieldPath;
+
+use super::{Condition, Node, Pattern, ReceiverId, RouteTree, Rule};
+
+/// Compiles the tree. `receivers` maps names to ids; every receiver a rule
+/// names is recorded in `used`.
+pub fn compile(
+    config: &RouteConfig,
+    receivers: &HashMap<&str, ReceiverId>,
+    used: &mut Vec<bool>,
+    diags: &mut Diagnostics,
+) -> RouteTree {
+    let mut cx = Cx {
+        receivers,
+        used,
+        diags,
+    };
+    RouteTree {
+        root: cx.node(config, "route"),
+    }
+}
+
+struct Cx<'a> {
+    receivers: &'a HashMap<&'a str, ReceiverId>,
+    used: &'a mut Vec<bool>,
+    diags: &'a mut Diagnostics,
+}
+
+impl Cx<'_> {
+    fn node(&mut self, config: &RouteConfig, place: &str) -> Node {
+        let drop = config
+            .drop
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.rule(r, &format!("{place}.drop[{i}]"), false))
+            .collect();
+        let matches = config
+            .matches
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.rule(r, &format!("{place}.match[{i}]"), true))
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.node(r, &format!("{place}.routes[{i}]")))
+            .collect();
+        Node {
+            drop,
+            matches,
+            routes,
+        }
+    }
+
+    fn rule(&mut self, config: &RuleConfig, place: &str, may_send: bool) -> Rule {
+        let receiver = config.receiver.as_ref().and_then(|name| {
+            if !may_send {
+                self.diags.error(
+                    Some(name.referenced),
+                    format!("{place}: a drop rule cannot name a receiver"),
+                );
+                return None;
+            }
+            match self.receivers.get(name.value.as_str()) {
+                Some(&id) => {
+                    self.used[id] = true;
+                    Some(id)
+                }
+                None => {
+                    self.diags.error(
+                        Some(name.referenced),
+                        format!("{place}: unknown receiver {:?}", name.value),
+                    );
+                    None
+                }
+            }
+        });
+        let mut conditions = Vec::new();
+        for (key, value) in &config.conditions {
+            self.conditions(key, value, place, &mut conditions);
+        }
+        Rule {
+            conditions: conditions.into(),
+            receiver,
+        }
+    }
+
+    /// Flattens nested maps (`data: {healthEvent: {nodeName: x}}`) into paths.
+    fn conditions(
+        &mut self,
+        path: &str,
+        value: &Spanned<PatternValue>,
+        place: &str,
+        out: &mut Vec<Condition>,
+    ) {
+        if let PatternValue::Map(fields) = &value.value {
+            if fields.is_empty() {
+                self.diags.error(
+                    Some(value.referenced),
+                    format!("{place}: {path}: empty map"),
+                );
+            }
+            for (key, nested) in fields {
+                self.conditions(&format!("{path}.{key}"), nested, place, out);
+            }
+            return;
+        }
+        let at = Some(value.referenced);
+        let parsed = match FieldPath::parse(path) {
+            Ok(p) => p,
+            Err(e) => {
+                self.diags.error(at, format!("{place}: {e}"));
+                return;
+            }
+        };
+        if parsed.is_extension() {
+            self.diags.warning(
+                at,
+                format!(
+                    "{place}: {path:?} is read as a CloudEvents extension attribute; event data is addressed as data.{path}"
+                ),
+            );
+        }
+        match Pattern::compile(&value.value) {
+            Ok(pattern) => out.push(Condition {
+                path: parsed,
+                pattern,
+            }),
+            Err(e) => self.diags.error(at, format!("{place}: {path}: {e}")),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Sources: where records come from. A source sends [`Record`]s, each with
+//! the position just after it; the pipeline persists a position only when
+//! every record before it is finished.
+
+mod file;
+mod lines;
+mod stdin;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::BoxFuture;
+use crate::config::SourceSpec;
+
+pub use file::FileSource;
+pub use stdin::StdinSource;
+
+/// One record read by a source.
+#[derive(Debug)]
+pub struct Record {
+    pub payload: Payload,
+    /// The position just after this record, if the source has positions.
+    pub position: Option<Value>,
+}
+
+/// The content of a record.
+#[derive(Debug)]
+pub enum Payload {
+    /// One line (without its line ending).
+    Line(Vec<u8>),
+    /// A record that could not be read whole (e.g. longer than the limit);
+    /// it is counted as malformed and its position is passed.
+    Invalid(String),
+}
+
+/// Why a source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What a running source is given.
+pub struct SourceContext {
+    pub out: mpsc::Sender<Record>,
+    pub shutdown: CancellationToken,
+    /// The last persisted position, if any.
+    pub start: Option<Value>,
+}
+
+/// A source of records.
+pub trait Source: Send {
+    /// The key its position is stored under, or `None` if it has no position.
+    fn position_key(&self) -> Option<String>;
+    /// Reads until the input ends, the receiver side closes, or shutdown.
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>>;
+}
+
+/// Builds the configured source.
+pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
+    match spec {
+        SourceSpec::File {
+            path,
+            follow,
+            poll_interval,
+            max_line_bytes,
+        } => Box::new(FileSource {
+            path: path.clone(),
+            follow: *follow,
+            poll_interval: *poll_interval,
+            max_line: *max_line_bytes,
+        }),
+        SourceSpec::Stdin { max_line_bytes } => Box::new(StdinSource {
+            max_line: *max_line_bytes,
+        }),
+    }
+}

@@ -1,0 +1,59 @@
+//! `source.stdin`: JSON lines from standard input, until it closes. Stdin has
+//! no position: a restart cannot resume.
+
+use tokio::io::BufReader;
+
+use super::lines::{Line, read_line};
+use super::{Payload, Record, Source, SourceContext, SourceError};
+use crate::BoxFuture;
+
+pub struct StdinSource {
+    pub max_line: usize,
+}
+
+impl Source for StdinSource {
+    fn position_key(&self) -> Option<String> {
+        None
+    }
+
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>> {
+        Box::pin(async move {
+            let mut reader = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
+            let mut buf = Vec::new();
+            let io = |source| SourceError::Io {
+                what: "cannot read",
+                path: "stdin".into(),
+                source,
+            };
+            loop {
+                let line = tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    line = read_line(&mut reader, &mut buf, self.max_line) => line.map_err(io)?,
+                };
+                let payload = match line {
+                    Line::Eof { consumed: 0 } => return Ok(()),
+                    Line::Complete { .. } | Line::Eof { .. } => {
+                        if buf.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        Payload::Line(std::mem::take(&mut buf))
+                    }
+                    Line::TooLong { .. } => {
+                        Payload::Invalid(format!("line longer than {} bytes", self.max_line))
+                    }
+                };
+                if ctx
+                    .out
+                    .send(Record {
+                        payload,
+                        position: None,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+        })
+    }
+}
