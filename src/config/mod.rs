@@ -30,9 +30,9 @@ pub struct Config {
     /// String map copied into every event's `data.metadata`. The `nvsentinel`
     /// profile requires `cluster`.
     #[serde(default)]
-    pub metadata: BTreeMap<String, Spanned<String>>,
+    pub metadata: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     /// Where events come from: exactly one kind.
-    pub source: SourceConfig,
+    pub source: Spanned<SourceConfig>,
     /// How a source record becomes a CloudEvent.
     #[serde(default)]
     pub mapping: MappingConfig,
@@ -54,14 +54,16 @@ fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// The source: one key naming its kind.
+/// The source: exactly one of its kinds is set.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum SourceConfig {
+pub struct SourceConfig {
     /// JSON lines read from a file.
-    File(FileSourceConfig),
+    #[serde(default)]
+    pub file: Option<FileSourceConfig>,
     /// JSON lines read from standard input.
-    Stdin(StdinSourceConfig),
+    #[serde(default)]
+    pub stdin: Option<StdinSourceConfig>,
 }
 
 /// `source.file`.

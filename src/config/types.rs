@@ -45,11 +45,33 @@ pub struct ByteSize(pub u64);
 impl FromStr for ByteSize {
     type Err = String;
 
+    /// A number with an optional unit: B, KB/MB/GB/TB (powers of 1000) or
+    /// KiB/MiB/GiB/TiB (powers of 1024).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|b| ByteSize(b.as_u64()))
-            .map_err(|e| format!("invalid size {s:?} ({e}); write e.g. 512KiB, 100MiB or 1GB"))
+        let err = || format!("invalid size {s:?}; write e.g. 512KiB, 100MiB or 1GB");
+        let text = s.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().map_err(|_| err())?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1000,
+            "MB" => 1000u64.pow(2),
+            "GB" => 1000u64.pow(3),
+            "TB" => 1000u64.pow(4),
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return Err(err()),
+        };
+        let bytes = number * factor as f64;
+        if !bytes.is_finite() || bytes > u64::MAX as f64 {
+            return Err(err());
+        }
+        Ok(ByteSize(bytes as u64))
     }
 }
 
@@ -96,6 +118,12 @@ mod tests {
         assert_eq!("100MiB".parse::<ByteSize>().unwrap().0, 100 * 1024 * 1024);
         assert_eq!("1MB".parse::<ByteSize>().unwrap().0, 1_000_000);
         assert_eq!("512KiB".parse::<ByteSize>().unwrap().0, 512 * 1024);
-        assert!("lots".parse::<ByteSize>().is_err());
+        assert_eq!("1.5KiB".parse::<ByteSize>().unwrap().0, 1536);
+        assert_eq!("42".parse::<ByteSize>().unwrap().0, 42);
+        assert_eq!(
+            "lots".parse::<ByteSize>().unwrap_err(),
+            "invalid size \"lots\"; write e.g. 512KiB, 100MiB or 1GB"
+        );
+        assert!("10 parsecs".parse::<ByteSize>().is_err());
     }
 }

@@ -76,7 +76,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
     let mut diags = Diagnostics::default();
 
     let mut metadata = Map::new();
-    for (key, value) in &config.metadata {
+    for (key, value) in config.metadata.iter().flat_map(|m| m.value.iter()) {
         if let Some(v) = expanded(value, &format!("metadata.{key}"), &mut diags) {
             metadata.insert(key.clone(), Value::String(v));
         }
@@ -136,6 +136,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
         &mut diags,
     );
 
+    diags.0.sort_by_key(|d| d.position);
     if diags.has_errors() {
         return Err(diags);
     }
@@ -177,14 +178,21 @@ fn mapper(
 ) -> Option<Mapper> {
     let m = &config.mapping;
     let profile = m.profile;
-    if profile == Profile::Nvsentinel
-        && metadata
-            .get("cluster")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-    {
-        let at = config.metadata.get("cluster").map(|c| c.referenced);
-        diags.error(at, "metadata.cluster: required by the nvsentinel mapping profile (it names the event source)");
+    let written = config
+        .metadata
+        .as_ref()
+        .and_then(|m| m.value.get("cluster"));
+    let expanded = metadata.get("cluster").and_then(Value::as_str);
+    // A cluster whose `${…}` failed to expand was reported already.
+    let expansion_failed = written.is_some() && expanded.is_none();
+    if profile == Profile::Nvsentinel && expanded.is_none_or(str::is_empty) && !expansion_failed {
+        let at = written
+            .map(|c| c.referenced)
+            .or(config.metadata.as_ref().map(|m| m.referenced));
+        diags.error(
+            at,
+            "metadata.cluster: required by the nvsentinel mapping profile (it names the event source)",
+        );
     }
     if profile == Profile::Raw {
         for (value, key) in [(&m.ty, "type"), (&m.source, "source")] {
@@ -214,9 +222,17 @@ fn mapper(
     Some(Mapper::new(profile, metadata, overrides))
 }
 
-fn source(config: &SourceConfig, diags: &mut Diagnostics) -> Option<SourceSpec> {
-    match config {
-        SourceConfig::File(f) => {
+fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<SourceSpec> {
+    let kinds = [config.value.file.is_some(), config.value.stdin.is_some()];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        diags.error(
+            Some(config.referenced),
+            "source: set exactly one of: file, stdin",
+        );
+        return None;
+    }
+    match &config.value {
+        SourceConfig { file: Some(f), .. } => {
             nonzero(f.poll_interval, "source.file.pollInterval", diags);
             Some(SourceSpec::File {
                 path: PathBuf::from(expanded(&f.path, "source.file.path", diags)?),
@@ -225,9 +241,10 @@ fn source(config: &SourceConfig, diags: &mut Diagnostics) -> Option<SourceSpec> 
                 max_line_bytes: usize::try_from(f.max_line_bytes.0).unwrap_or(usize::MAX),
             })
         }
-        SourceConfig::Stdin(s) => Some(SourceSpec::Stdin {
+        SourceConfig { stdin: Some(s), .. } => Some(SourceSpec::Stdin {
             max_line_bytes: usize::try_from(s.max_line_bytes.0).unwrap_or(usize::MAX),
         }),
+        SourceConfig { .. } => None,
     }
 }
 

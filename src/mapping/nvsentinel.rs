@@ -97,7 +97,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> R
 
 /// An entity without a type is malformed: say so instead of exporting `""`.
 fn nullable_required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Option::<String>::deserialize(d)?.ok_or_else(|| serde::de::Error::custom("entitytype is null"))
+    Option::<String>::deserialize(d)?.ok_or_else(|| serde::de::Error::custom("must not be null"))
 }
 
 /// RecommendedAction enum names (NVSentinel's protobuf).

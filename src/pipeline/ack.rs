@@ -75,14 +75,16 @@ impl Tracker {
 
 impl Inner {
     fn advance(&mut self) {
+        let mut moved = false;
         while self.pending.front().is_some_and(|e| e.remaining == 0) {
             let entry = self.pending.pop_front().expect("front exists");
             self.base += 1;
             if entry.position.is_some() {
                 self.committed = entry.position;
-                self.version += 1;
+                moved = true;
             }
         }
+        self.version += u64::from(moved);
     }
 }
 

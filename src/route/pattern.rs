@@ -43,12 +43,7 @@ impl Pattern {
         if let Some(re) = s.strip_prefix('~') {
             return Regex::new(&format!("^(?:{re})$"))
                 .map(Self::Regex)
-                .map_err(|e| {
-                    format!(
-                        "invalid regular expression {re:?}: {}",
-                        one_line(&e.to_string())
-                    )
-                });
+                .map_err(|e| format!("invalid regular expression {re:?}: {}", regex_reason(&e)));
         }
         let alternatives: Vec<&str> = s.split('|').collect();
         if !alternatives.iter().any(|a| has_glob_meta(a)) {
@@ -83,8 +78,15 @@ fn has_glob_meta(s: &str) -> bool {
     s.contains(['*', '?', '[', '{', '\\'])
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The last line of regex's multi-line syntax error ("error: unclosed group").
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(&text);
+    last.trim().trim_start_matches("error: ").to_owned()
 }
 
 #[cfg(test)]
@@ -141,7 +143,7 @@ mod tests {
     #[test]
     fn errors() {
         let e = Pattern::compile(&PatternValue::String("~a(".into())).unwrap_err();
-        assert!(e.starts_with("invalid regular expression \"a(\""), "{e}");
+        assert_eq!(e, "invalid regular expression \"a(\": unclosed group");
         let e = Pattern::compile(&PatternValue::String("a[".into())).unwrap_err();
         assert_eq!(
             e,

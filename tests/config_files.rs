@@ -1,0 +1,61 @@
+//! Config files as users write them: every bad file under
+//! `tests/testdata/config/bad/` must produce exactly the diagnostics in its
+//! `.expected` file; every good file (and the shipped configs) must validate.
+//!
+//! Set `UPDATE_EXPECTED=1` to rewrite the `.expected` files after a deliberate
+//! change of wording, then review the diff.
+
+use std::path::{Path, PathBuf};
+
+use switchyard::config;
+
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no configs in {}", dir.display());
+    files
+}
+
+/// Validates like `switchyard validate`, rendering with the file's base name.
+fn diagnostics(path: &Path) -> (bool, String) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    match config::load(path).and_then(|c| config::validate(&c)) {
+        Ok((_, warnings)) => (true, warnings.render(&name)),
+        Err(diags) => (false, diags.render(&name)),
+    }
+}
+
+#[test]
+fn bad_configs_report_every_error_with_its_place() {
+    for path in yaml_files("tests/testdata/config/bad") {
+        let (ok, actual) = diagnostics(&path);
+        assert!(!ok, "{} should not validate", path.display());
+        let expected_path = path.with_extension("expected");
+        if std::env::var_os("UPDATE_EXPECTED").is_some() {
+            std::fs::write(&expected_path, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
+        assert_eq!(actual, expected, "diagnostics of {}", path.display());
+    }
+}
+
+#[test]
+fn good_configs_validate() {
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("SWITCHYARD_TEST_CLUSTER", "test-cluster") };
+    unsafe { std::env::set_var("CLUSTER_NAME", "test-cluster") };
+    let mut files = yaml_files("tests/testdata/config/good");
+    files.extend(yaml_files("config"));
+    files.extend(yaml_files("examples"));
+    for path in files {
+        let (ok, warnings) = diagnostics(&path);
+        assert!(ok, "{} should validate:\n{warnings}", path.display());
+        assert_eq!(warnings, "", "{} should have no warnings", path.display());
+    }
+}
