@@ -12,6 +12,8 @@
 
 mod ack;
 mod receiver;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,6 +81,22 @@ pub async fn run(
     compiled: Compiled,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
+    let sinks = compiled.receivers.iter().map(sink::build).collect();
+    run_with_sinks(compiled, sinks, shutdown).await
+}
+
+/// [`run`] with the receivers' sinks given, one per configured receiver in
+/// order (tests use this to pause a receiver).
+pub async fn run_with_sinks(
+    compiled: Compiled,
+    sinks: Vec<Box<dyn sink::Sink>>,
+    shutdown: CancellationToken,
+) -> Result<Arc<Stats>, PipelineError> {
+    assert_eq!(
+        sinks.len(),
+        compiled.receivers.len(),
+        "one sink per receiver"
+    );
     let stats = Arc::new(Stats::default());
     let tracker = Arc::new(Tracker::default());
     let source = source::build(&compiled.source);
@@ -93,16 +111,10 @@ pub async fn run(
 
     let tasks = TaskTracker::new();
     let mut queues = Vec::with_capacity(compiled.receivers.len());
-    for spec in &compiled.receivers {
+    for (spec, sink) in compiled.receivers.iter().zip(sinks) {
         let (tx, rx) = mpsc::channel(spec.queue.max_events);
         queues.push(tx);
-        let task = receiver::ReceiverTask::new(
-            spec,
-            sink::build(spec),
-            rx,
-            tracker.clone(),
-            stats.clone(),
-        );
+        let task = receiver::ReceiverTask::new(spec, sink, rx, tracker.clone(), stats.clone());
         tasks.spawn(task.run());
     }
     tasks.close();
