@@ -25,7 +25,15 @@ pub enum FieldPath {
     DataSchema,
     Extension(Box<str>),
     /// `data` itself (empty) or a dot path into it.
-    Data(Box<[Box<str>]>),
+    Data(Box<[Segment]>),
+}
+
+/// One step of a data path: an object key, which is also an array index
+/// when it is a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    key: Box<str>,
+    index: Option<usize>,
 }
 
 /// Why a path is not valid.
@@ -58,8 +66,14 @@ impl FieldPath {
             "data" => Self::Data(Box::new([])),
             _ => {
                 if let Some(rest) = path.strip_prefix("data.") {
-                    let segments: Vec<Box<str>> = rest.split('.').map(Box::from).collect();
-                    if segments.iter().any(|s| s.is_empty()) {
+                    let segments: Vec<Segment> = rest
+                        .split('.')
+                        .map(|s| Segment {
+                            key: s.into(),
+                            index: s.parse().ok(),
+                        })
+                        .collect();
+                    if segments.iter().any(|s| s.key.is_empty()) {
                         return Err(PathError::EmptySegment(path.to_owned()));
                     }
                     return Ok(Self::Data(segments.into()));
@@ -85,7 +99,6 @@ impl FieldPath {
     /// Calls `f` with every scalar value at this path until it returns true;
     /// returns whether it did. A missing field or `null` yields nothing.
     pub fn any(&self, event: &Event, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-        let mut buf = StackStr::new();
         match self {
             Self::Id => f(event.id()),
             Self::Type => f(event.ty()),
@@ -95,6 +108,7 @@ impl FieldPath {
             Self::DataContentType => event.datacontenttype().is_some_and(f),
             Self::DataSchema => event.dataschema().is_some_and(|u| f(u.as_str())),
             Self::Time => event.time().is_some_and(|t| {
+                let mut buf = StackStr::new();
                 write_time(&mut buf, t);
                 f(buf.as_str())
             }),
@@ -102,13 +116,14 @@ impl FieldPath {
                 Some(ExtensionValue::String(s)) => f(s),
                 Some(ExtensionValue::Boolean(b)) => f(if *b { "true" } else { "false" }),
                 Some(ExtensionValue::Integer(i)) => {
+                    let mut buf = StackStr::new();
                     let _ = write!(buf, "{i}");
                     f(buf.as_str())
                 }
                 None => false,
             },
             Self::Data(segments) => match event.data() {
-                Some(Data::Json(v)) => visit(v, segments, &mut buf, f),
+                Some(Data::Json(v)) => visit(v, segments, f),
                 Some(Data::String(s)) if segments.is_empty() => f(s),
                 _ => false,
             },
@@ -141,7 +156,7 @@ impl fmt::Display for FieldPath {
             Self::Data(segments) => {
                 f.write_str("data")?;
                 for s in segments.iter() {
-                    write!(f, ".{s}")?;
+                    write!(f, ".{}", s.key)?;
                 }
                 return Ok(());
             }
@@ -150,36 +165,30 @@ impl fmt::Display for FieldPath {
     }
 }
 
-fn visit(
-    value: &Value,
-    segments: &[Box<str>],
-    buf: &mut StackStr,
-    f: &mut dyn FnMut(Scalar<'_>) -> bool,
-) -> bool {
+fn visit(value: &Value, segments: &[Segment], f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
     match (value, segments.split_first()) {
-        (Value::Array(items), Some((seg, rest))) => match seg.parse::<usize>() {
-            Ok(i) => items.get(i).is_some_and(|v| visit(v, rest, buf, f)),
-            Err(_) => items.iter().any(|v| visit(v, segments, buf, f)),
-        },
         (Value::Object(map), Some((seg, rest))) => {
-            map.get(&**seg).is_some_and(|v| visit(v, rest, buf, f))
+            map.get(&*seg.key).is_some_and(|v| visit(v, rest, f))
         }
+        (Value::Array(items), Some((seg, rest))) => match seg.index {
+            Some(i) => items.get(i).is_some_and(|v| visit(v, rest, f)),
+            None => items.iter().any(|v| visit(v, segments, f)),
+        },
         (_, Some(_)) => false,
-        (Value::Array(items), None) => items.iter().any(|v| visit(v, &[], buf, f)),
         (Value::String(s), None) => f(s),
         (Value::Bool(b), None) => f(if *b { "true" } else { "false" }),
         (Value::Number(n), None) => {
-            buf.clear();
+            let mut buf = StackStr::new();
             let _ = write!(buf, "{n}");
             f(buf.as_str())
         }
+        (Value::Array(items), None) => items.iter().any(|v| visit(v, &[], f)),
         (Value::Null | Value::Object(_), None) => false,
     }
 }
 
 /// Renders a time exactly as the event's JSON form does.
 fn write_time(buf: &mut StackStr, t: &chrono::DateTime<chrono::Utc>) {
-    buf.clear();
     let _ = write!(buf, "{}", t.format("%Y-%m-%dT%H:%M:%S%.fZ"));
 }
 
@@ -196,10 +205,6 @@ impl StackStr {
             buf: [0; 64],
             len: 0,
         }
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
     }
 
     fn as_str(&self) -> &str {

@@ -2,7 +2,7 @@
 //! alternations of globs, and `~regex` (anchored at both ends). YAML booleans
 //! and numbers compare with the field's JSON rendering.
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobMatcher};
 use regex::Regex;
 
 use crate::config::PatternValue;
@@ -10,27 +10,77 @@ use crate::config::PatternValue;
 /// A compiled pattern.
 #[derive(Debug, Clone)]
 pub enum Pattern {
-    /// No glob characters: plain string equality.
-    Exact(Box<str>),
-    /// `a|b|c` with no glob characters.
-    AnyOf(Box<[Box<str>]>),
-    /// One or more globs.
-    Glob(GlobSet),
+    /// One glob (or plain string).
+    One(Matcher),
+    /// `a|b|c`: any of the globs.
+    AnyOf(Box<[Matcher]>),
     /// `~regex`, anchored.
     Regex(Regex),
+}
+
+/// One glob, compiled to the cheapest test that means the same.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// No glob characters: string equality.
+    Exact(Box<str>),
+    /// `*`: any value.
+    Any,
+    /// `abc*`.
+    Prefix(Box<str>),
+    /// `*abc`.
+    Suffix(Box<str>),
+    /// `*abc*`.
+    Contains(Box<str>),
+    /// Anything else (`?`, classes, `{a,b}`, inner `*`).
+    Glob(GlobMatcher),
+}
+
+impl Matcher {
+    fn compile(glob: &str) -> Result<Self, String> {
+        if !has_glob_meta(glob) {
+            return Ok(Self::Exact(glob.into()));
+        }
+        if !glob.contains(['?', '[', '{', '\\']) {
+            let inner = glob.trim_matches('*');
+            let simple = !inner.contains('*');
+            match (glob.starts_with('*'), glob.ends_with('*')) {
+                _ if inner.is_empty() => return Ok(Self::Any),
+                (false, true) if simple => return Ok(Self::Prefix(inner.into())),
+                (true, false) if simple => return Ok(Self::Suffix(inner.into())),
+                (true, true) if simple => return Ok(Self::Contains(inner.into())),
+                _ => {}
+            }
+        }
+        Glob::new(glob)
+            .map(|g| Self::Glob(g.compile_matcher()))
+            .map_err(|e| format!("invalid glob {glob:?}: {}", e.kind()))
+    }
+
+    #[inline]
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            Self::Exact(s) => **s == *value,
+            Self::Any => true,
+            Self::Prefix(p) => value.starts_with(&**p),
+            Self::Suffix(p) => value.ends_with(&**p),
+            Self::Contains(p) => value.contains(&**p),
+            Self::Glob(g) => g.is_match(value),
+        }
+    }
 }
 
 impl Pattern {
     /// Compiles a YAML pattern value. Maps are handled by the caller (they
     /// are path shorthand); `null` is an error.
     pub fn compile(value: &PatternValue) -> Result<Self, String> {
+        let exact = |s: String| Ok(Self::One(Matcher::Exact(s.into())));
         match value {
             PatternValue::String(s) => Self::compile_str(s),
-            PatternValue::Bool(b) => Ok(Self::Exact(b.to_string().into())),
-            PatternValue::Int(i) => Ok(Self::Exact(i.to_string().into())),
-            PatternValue::Uint(u) => Ok(Self::Exact(u.to_string().into())),
+            PatternValue::Bool(b) => exact(b.to_string()),
+            PatternValue::Int(i) => exact(i.to_string()),
+            PatternValue::Uint(u) => exact(u.to_string()),
             PatternValue::Float(f) => serde_json::Number::from_f64(*f)
-                .map(|n| Self::Exact(n.to_string().into()))
+                .map(|n| Self::One(Matcher::Exact(n.to_string().into())))
                 .ok_or_else(|| format!("{f} cannot be compared with a JSON number")),
             PatternValue::Null => {
                 Err("empty pattern: write a value, or \"\" to match an empty string".to_owned())
@@ -45,30 +95,23 @@ impl Pattern {
                 .map(Self::Regex)
                 .map_err(|e| format!("invalid regular expression {re:?}: {}", regex_reason(&e)));
         }
-        let alternatives: Vec<&str> = s.split('|').collect();
-        if !alternatives.iter().any(|a| has_glob_meta(a)) {
-            return Ok(match alternatives.as_slice() {
-                [one] => Self::Exact((*one).into()),
-                many => Self::AnyOf(many.iter().map(|a| Box::from(*a)).collect()),
-            });
-        }
-        let mut set = GlobSetBuilder::new();
-        for alt in alternatives {
-            let glob = Glob::new(alt).map_err(|e| format!("invalid glob {alt:?}: {}", e.kind()))?;
-            set.add(glob);
-        }
-        set.build()
-            .map(Self::Glob)
-            .map_err(|e| format!("invalid glob {s:?}: {e}"))
+        let mut alternatives = s
+            .split('|')
+            .map(Matcher::compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(if alternatives.len() == 1 {
+            Self::One(alternatives.pop().expect("one alternative"))
+        } else {
+            Self::AnyOf(alternatives.into())
+        })
     }
 
     /// Whether `value` matches. Allocates nothing.
     #[inline]
     pub fn is_match(&self, value: &str) -> bool {
         match self {
-            Self::Exact(s) => **s == *value,
-            Self::AnyOf(all) => all.iter().any(|s| **s == *value),
-            Self::Glob(set) => set.is_match(value),
+            Self::One(m) => m.is_match(value),
+            Self::AnyOf(all) => all.iter().any(|m| m.is_match(value)),
             Self::Regex(re) => re.is_match(value),
         }
     }
@@ -120,6 +163,20 @@ mod tests {
             ("~gpu-node-\\d+", "gpu-node-12", true),
             ("", "", true),
             ("", "x", false),
+            ("*", "", true),
+            ("**", "anything", true),
+            ("*Error*", "InfiniBandError", true),
+            ("*Error", "InfiniBandError", true),
+            ("*Error", "ErrorX", false),
+            ("Infini*", "InfiniBandError", true),
+            ("Infini*", "xInfini", false),
+            ("a*b", "axxb", true),
+            ("a*b", "axxbc", false),
+            ("gpu-?", "gpu-1", true),
+            ("gpu-?", "gpu-12", false),
+            ("RESTART_*|REPLACE_VM", "RESTART_BM", true),
+            ("RESTART_*|REPLACE_VM", "REPLACE_VM", true),
+            ("RESTART_*|REPLACE_VM", "REPLACE_BM", false),
         ];
         for (pattern, value, want) in cases {
             assert_eq!(
