@@ -157,7 +157,10 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
             if e.entitytype == "GPU_UUID" {
                 gpu_uuid = Some(e.entityvalue.clone());
             }
-            json!({"entityType": e.entitytype, "entityValue": e.entityvalue})
+            let mut entity = Map::new();
+            entity.insert("entityType".into(), e.entitytype.into());
+            entity.insert("entityValue".into(), e.entityvalue.into());
+            Value::Object(entity)
         })
         .collect();
 
@@ -219,7 +222,10 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
         Some(oid) => derive_id("nvsentinel", oid.as_bytes()),
         None => derive_id("nvsentinel-content", record),
     };
-    let data = json!({"metadata": metadata, "healthEvent": event_data});
+    let mut data = Map::new();
+    data.insert("metadata".into(), Value::Object(metadata.clone()));
+    data.insert("healthEvent".into(), Value::Object(event_data));
+    let data = Value::Object(data);
     let mut builder = EventBuilderV10::new()
         .id(id)
         .ty(EVENT_TYPE)

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use serde_json::Value;
+use crate::source::Position;
 
 /// Tracks unfinished records and the position they hold back.
 #[derive(Debug, Default)]
@@ -20,7 +20,7 @@ struct Inner {
     base: u64,
     pending: VecDeque<Entry>,
     /// Position after the last record of the finished prefix.
-    committed: Option<Value>,
+    committed: Option<Position>,
     /// Bumped whenever `committed` changes.
     version: u64,
 }
@@ -28,13 +28,13 @@ struct Inner {
 #[derive(Debug)]
 struct Entry {
     remaining: u32,
-    position: Option<Value>,
+    position: Option<Position>,
 }
 
 impl Tracker {
     /// Registers the next record, which `receivers` receivers must finish.
     /// A record with no receivers is finished at once.
-    pub fn begin(&self, receivers: u32, position: Option<Value>) -> u64 {
+    pub fn begin(&self, receivers: u32, position: Option<Position>) -> u64 {
         let mut inner = self.inner.lock().expect("tracker lock");
         let seq = inner.base + inner.pending.len() as u64;
         inner.pending.push_back(Entry {
@@ -62,7 +62,7 @@ impl Tracker {
     }
 
     /// The committed position and its version (changes on every advance).
-    pub fn committed(&self) -> (Option<Value>, u64) {
+    pub fn committed(&self) -> (Option<Position>, u64) {
         let inner = self.inner.lock().expect("tracker lock");
         (inner.committed.clone(), inner.version)
     }
@@ -91,27 +91,30 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn at(offset: u64) -> Option<Position> {
+        Some(Position::Offset { stream: 1, offset })
+    }
 
     #[test]
     fn advances_only_over_a_finished_prefix() {
         let t = Tracker::default();
-        let a = t.begin(2, Some(json!(10)));
-        let b = t.begin(1, Some(json!(20)));
-        let c = t.begin(1, Some(json!(30)));
+        let a = t.begin(2, at(10));
+        let b = t.begin(1, at(20));
+        let c = t.begin(1, at(30));
         assert_eq!(t.committed().0, None);
         t.finish(&[b, c]);
         assert_eq!(t.committed().0, None, "a is not finished yet");
         t.finish(&[a]);
         assert_eq!(t.committed().0, None, "a has a second receiver");
         t.finish(&[a]);
-        assert_eq!(t.committed().0, Some(json!(30)));
+        assert_eq!(t.committed().0, at(30));
         assert_eq!(t.in_flight(), 0);
-        let d = t.begin(0, Some(json!(40)));
+        let d = t.begin(0, at(40));
         assert_eq!(d, 3);
         assert_eq!(
             t.committed(),
-            (Some(json!(40)), 2),
+            (at(40), 2),
             "unrouted records finish at once"
         );
     }

@@ -75,6 +75,9 @@ pub enum PipelineError {
 /// Records buffered between the source and the router.
 const SOURCE_BUFFER: usize = 1024;
 
+/// Records the router takes from the source at once.
+const ROUTER_BATCH: usize = 256;
+
 /// Runs until the source ends (and everything is delivered) or `shutdown`
 /// is cancelled.
 pub async fn run(
@@ -181,46 +184,61 @@ async fn route_records(
     stats: &Stats,
 ) {
     let mut targets = Vec::with_capacity(queues.len());
-    while let Some(record) = records.recv().await {
-        stats.read.fetch_add(1, Ordering::Relaxed);
-        let line = match record.payload {
-            Payload::Line(line) => line,
-            Payload::Invalid(reason) => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                warn!(%reason, "malformed record skipped");
-                tracker.begin(0, record.position);
-                continue;
-            }
-        };
-        let event = match compiled.mapper.map(&line) {
-            Ok(event) => event,
-            Err(e) => {
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
-                tracker.begin(0, record.position);
-                continue;
-            }
-        };
-        stats.mapped.fetch_add(1, Ordering::Relaxed);
-        compiled.routes.route(&event, &mut targets);
-        if targets.is_empty() {
-            stats.unrouted.fetch_add(1, Ordering::Relaxed);
-            tracker.begin(0, record.position);
-            continue;
-        }
-        let seq = tracker.begin(targets.len() as u32, record.position);
-        let event = Arc::new(event);
-        for &r in &targets {
-            let queued = Queued {
-                event: event.clone(),
-                seq,
-            };
-            if queues[r].send(queued).await.is_err() {
-                error!(receiver = %compiled.receivers[r].name, "receiver task is gone; its events stay unfinished");
-            }
+    let mut batch = Vec::with_capacity(ROUTER_BATCH);
+    while records.recv_many(&mut batch, ROUTER_BATCH).await > 0 {
+        for record in batch.drain(..) {
+            route_one(compiled, record, &queues, &mut targets, tracker, stats).await;
         }
     }
     debug!("source finished; draining receiver queues");
+}
+
+/// Maps and routes one record.
+async fn route_one(
+    compiled: &Compiled,
+    record: Record,
+    queues: &[mpsc::Sender<Queued>],
+    targets: &mut Vec<usize>,
+    tracker: &Tracker,
+    stats: &Stats,
+) {
+    stats.read.fetch_add(1, Ordering::Relaxed);
+    let line = match record.payload {
+        Payload::Line(line) => line,
+        Payload::Invalid(reason) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            warn!(%reason, "malformed record skipped");
+            tracker.begin(0, record.position);
+            return;
+        }
+    };
+    let event = match compiled.mapper.map(&line) {
+        Ok(event) => event,
+        Err(e) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
+            tracker.begin(0, record.position);
+            return;
+        }
+    };
+    stats.mapped.fetch_add(1, Ordering::Relaxed);
+    compiled.routes.route(&event, targets);
+    if targets.is_empty() {
+        stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        tracker.begin(0, record.position);
+        return;
+    }
+    let seq = tracker.begin(targets.len() as u32, record.position);
+    let event = Arc::new(event);
+    for &r in targets.iter() {
+        let queued = Queued {
+            event: event.clone(),
+            seq,
+        };
+        if queues[r].send(queued).await.is_err() {
+            error!(receiver = %compiled.receivers[r].name, "receiver task is gone; its events stay unfinished");
+        }
+    }
 }
 
 /// Persists the committed position every `interval` when it has moved, and
@@ -242,7 +260,7 @@ async fn checkpoint(
         };
         let (position, version) = tracker.committed();
         if let Some(position) = position.filter(|_| version != saved_version) {
-            match store.save(&position).await {
+            match store.save(&position.to_json()).await {
                 Ok(()) => saved_version = version,
                 Err(e) if stopping => return Err(e),
                 Err(e) => warn!(error = %e, "cannot persist source position; will retry"),

@@ -1,5 +1,5 @@
 //! `source.file`: JSON lines from a file. The position is the byte offset
-//! after the last finished line, with the file's inode so that a replaced
+//! after the last finished line, with the file's inode (`stream`) so that a replaced
 //! file is read from its start. With `follow`, lines appended later are read
 //! too, across truncation (`>`) and rotation (rename + create).
 
@@ -7,13 +7,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::fs::File;
 use tokio::io::{AsyncSeekExt, BufReader};
 use tracing::{info, warn};
 
 use super::lines::{Line, read_line};
-use super::{Payload, Record, Source, SourceContext, SourceError};
+use super::{Payload, Position, Record, Source, SourceContext, SourceError};
 use crate::BoxFuture;
 
 pub struct FileSource {
@@ -48,7 +48,7 @@ impl Source for FileSource {
 /// A position read back from the state store.
 fn saved_position(start: &Option<Value>) -> Option<(u64, u64)> {
     let v = start.as_ref()?;
-    Some((v.get("inode")?.as_u64()?, v.get("offset")?.as_u64()?))
+    Some((v.get("stream")?.as_u64()?, v.get("offset")?.as_u64()?))
 }
 
 impl FileSource {
@@ -162,7 +162,10 @@ impl FileSource {
             };
             let record = Record {
                 payload,
-                position: Some(json!({"path": self.path, "inode": inode, "offset": offset})),
+                position: Some(Position::Offset {
+                    stream: inode,
+                    offset,
+                }),
             };
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => return Ok(()),

@@ -21,7 +21,30 @@ pub use stdin::StdinSource;
 pub struct Record {
     pub payload: Payload,
     /// The position just after this record, if the source has positions.
-    pub position: Option<Value>,
+    pub position: Option<Position>,
+}
+
+/// Where a source is, just after a record. Opaque to the pipeline; turned
+/// into JSON only when persisted (once a second, not once a record).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Position {
+    /// A byte offset into a stream that `stream` identifies (for a file, its
+    /// inode, so a replaced file is not read from a stale offset).
+    Offset { stream: u64, offset: u64 },
+    /// Any JSON, e.g. a change-stream resume token.
+    Json(Value),
+}
+
+impl Position {
+    /// The persisted form.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Offset { stream, offset } => {
+                serde_json::json!({"stream": stream, "offset": offset})
+            }
+            Self::Json(v) => v.clone(),
+        }
+    }
 }
 
 /// The content of a record.
