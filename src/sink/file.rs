@@ -102,3 +102,79 @@ impl Sink for FileSink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    fn events(n: usize) -> Vec<Arc<Event>> {
+        (0..n)
+            .map(|i| {
+                let e = EventBuilderV10::new()
+                    .id(format!("e{i}"))
+                    .ty("t")
+                    .source("s")
+                    .data(
+                        "application/json",
+                        serde_json::json!({"pad": "x".repeat(100)}),
+                    )
+                    .build()
+                    .unwrap();
+                Arc::new(e)
+            })
+            .collect()
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn rotates_by_size_and_keeps_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/out.jsonl");
+        let batch = events(4);
+        let mut one = Vec::new();
+        super::super::write_json_lines(&batch, &mut one);
+        // Room for one batch per file.
+        let mut sink = FileSink::new(path.clone(), one.len() as u64 + 10, 2);
+        for _ in 0..5 {
+            assert_eq!(sink.deliver(&batch).await, Delivery::Delivered);
+        }
+        for p in [path.clone(), numbered(&path, 1), numbered(&path, 2)] {
+            let l = lines(&p);
+            assert_eq!(l.len(), 4, "{} holds whole batches", p.display());
+            assert!(
+                l.iter()
+                    .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            );
+        }
+        assert!(
+            !numbered(&path, 3).exists(),
+            "only maxFiles rotated files are kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn appends_to_an_existing_file_and_retries_when_unwritable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
+        let mut sink = FileSink::new(path.clone(), 1 << 20, 1);
+        assert_eq!(sink.deliver(&events(2)).await, Delivery::Delivered);
+        assert_eq!(lines(&path).len(), 3);
+
+        let blocked = dir.path().join("blocked.jsonl");
+        std::fs::create_dir(&blocked).unwrap();
+        let mut sink = FileSink::new(blocked.clone(), 1 << 20, 1);
+        match sink.deliver(&events(1)).await {
+            Delivery::Retry(reason) => assert!(reason.contains("blocked.jsonl"), "{reason}"),
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        std::fs::remove_dir(&blocked).unwrap();
+        assert_eq!(sink.deliver(&events(1)).await, Delivery::Delivered);
+    }
+}

@@ -175,3 +175,156 @@ impl FileSource {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    fn append(path: &std::path::Path, lines: &[&str]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for l in lines {
+            writeln!(f, "{l}").unwrap();
+        }
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Record>) -> (String, Option<Position>) {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a record in time")
+            .expect("source running");
+        match r.payload {
+            Payload::Line(l) => (String::from_utf8(l).unwrap(), r.position),
+            Payload::Invalid(reason) => (format!("invalid: {reason}"), r.position),
+        }
+    }
+
+    fn source(path: &std::path::Path, follow: bool) -> Box<FileSource> {
+        Box::new(FileSource {
+            path: path.to_owned(),
+            follow,
+            poll_interval: Duration::from_millis(10),
+            max_line: 32,
+        })
+    }
+
+    #[tokio::test]
+    async fn follows_appends_truncation_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        append(&path, &["a1", "", "a2"]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(source(&path, true).run(SourceContext {
+            out: tx,
+            shutdown: shutdown.clone(),
+            start: None,
+        }));
+
+        assert_eq!(next(&mut rx).await.0, "a1");
+        let (line, position) = next(&mut rx).await;
+        assert_eq!(line, "a2", "blank lines are skipped");
+        let Some(Position::Offset { offset, .. }) = position else {
+            panic!("file positions are offsets")
+        };
+        assert_eq!(offset, 7, "the offset is just past the line");
+
+        // A partial line is not read until its newline arrives.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"a3-part")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(rx.try_recv().is_err());
+        append(&path, &["-rest"]);
+        assert_eq!(next(&mut rx).await.0, "a3-part-rest");
+
+        // Truncated in place: read from the start.
+        std::fs::write(&path, "").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        append(&path, &["b1"]);
+        assert_eq!(next(&mut rx).await.0, "b1");
+
+        // Rotated: renamed away, a new file created.
+        std::fs::rename(&path, dir.path().join("in.jsonl.1")).unwrap();
+        append(&path, &["c1"]);
+        assert_eq!(next(&mut rx).await.0, "c1");
+
+        // Too long: reported, not split.
+        append(&path, &["x".repeat(40).as_str(), "c2"]);
+        assert_eq!(
+            next(&mut rx).await.0,
+            "invalid: line at byte 3 is longer than 32 bytes"
+        );
+        assert_eq!(next(&mut rx).await.0, "c2");
+
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn resumes_from_a_saved_offset_unless_the_file_was_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        append(&path, &["one", "two", "three"]);
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let run = |start: Option<Value>| {
+            let (tx, mut rx) = mpsc::channel(16);
+            let src = source(&path, false);
+            async move {
+                src.run(SourceContext {
+                    out: tx,
+                    shutdown: CancellationToken::new(),
+                    start,
+                })
+                .await
+                .unwrap();
+                let mut got = Vec::new();
+                while let Some(r) = rx.recv().await {
+                    if let Payload::Line(l) = r.payload {
+                        got.push(String::from_utf8(l).unwrap());
+                    }
+                }
+                got
+            }
+        };
+        let saved = Position::Offset {
+            stream: inode,
+            offset: 4,
+        }
+        .to_json();
+        assert_eq!(run(Some(saved)).await, ["two", "three"]);
+        let other_file = Position::Offset {
+            stream: inode + 1,
+            offset: 4,
+        }
+        .to_json();
+        assert_eq!(run(Some(other_file)).await, ["one", "two", "three"]);
+        let beyond_end = Position::Offset {
+            stream: inode,
+            offset: 999,
+        }
+        .to_json();
+        assert_eq!(run(Some(beyond_end)).await, ["one", "two", "three"]);
+
+        let missing = source(&dir.path().join("nope.jsonl"), false);
+        let (tx, _rx) = mpsc::channel(1);
+        let err = missing
+            .run(SourceContext {
+                out: tx,
+                shutdown: CancellationToken::new(),
+                start: None,
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("cannot open "), "{err}");
+    }
+}
