@@ -102,17 +102,8 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
         } else {
             by_name.insert(&r.name.value, receivers.len());
         }
-        if let Some(spec) = receiver(r, &place, &mut diags) {
-            receivers.push(spec);
-        } else {
-            // Keep ids aligned with `by_name` even for a broken receiver.
-            receivers.push(ReceiverSpec {
-                name: r.name.value.clone(),
-                kind: ReceiverKind::Stdout,
-                queue: queue(&r.queue, &place, &mut diags),
-                retry: r.retry.clone(),
-            });
-        }
+        // A broken receiver leaves `None`, keeping ids aligned with `by_name`.
+        receivers.push(receiver(r, &place, &mut diags));
     }
 
     let mut used = vec![false; receivers.len()];
@@ -144,7 +135,10 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
         source: source.expect("no errors means a source"),
         mapper: mapper.expect("no errors means a mapper"),
         routes,
-        receivers,
+        receivers: receivers
+            .into_iter()
+            .map(|r| r.expect("no errors means every receiver built"))
+            .collect(),
         state: StateSpec {
             dir: PathBuf::from(state_dir.expect("no errors means a state dir")),
             flush_interval: config.state.flush_interval.0,
