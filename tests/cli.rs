@@ -49,9 +49,9 @@ fn lines_of(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn ids_of(path: &Path) -> Vec<String> {
-    lines_of(path)
-        .iter()
+/// The `id` of each JSON line (CloudEvents, or `route test` rows).
+fn ids_in(text: &str) -> Vec<String> {
+    text.lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
                 .as_str()
@@ -59,6 +59,10 @@ fn ids_of(path: &Path) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+fn ids_of(path: &Path) -> Vec<String> {
+    ids_in(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
 fn append(path: &Path, lines: &[String]) {
@@ -323,15 +327,7 @@ fn sigkill_loses_nothing() {
             .arg(setup.path("input.jsonl"))
             .output()
             .unwrap();
-        text(&all.stdout)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect()
+        ids_in(&text(&all.stdout)).into_iter().collect()
     };
     assert_eq!(expected.len(), docs.len());
     wait_for("every event", || {
