@@ -21,6 +21,8 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Remote(String),
     #[error("position file {path} is corrupt: {source}")]
     Corrupt {
         path: PathBuf,

@@ -64,6 +64,9 @@ pub struct SourceConfig {
     /// JSON lines read from standard input.
     #[serde(default)]
     pub stdin: Option<StdinSourceConfig>,
+    /// A MongoDB change stream (NVSentinel's HealthEvents collection).
+    #[serde(default)]
+    pub mongodb: Option<crate::source::mongodb::MongoSourceConfig>,
 }
 
 /// `source.file`.

@@ -37,6 +37,7 @@ pub enum SourceSpec {
     Stdin {
         max_line_bytes: usize,
     },
+    Mongodb(Box<crate::source::mongodb::MongoSpec>),
 }
 
 /// A receiver with every value resolved.
@@ -217,11 +218,15 @@ fn mapper(
 }
 
 fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<SourceSpec> {
-    let kinds = [config.value.file.is_some(), config.value.stdin.is_some()];
+    let kinds = [
+        config.value.file.is_some(),
+        config.value.stdin.is_some(),
+        config.value.mongodb.is_some(),
+    ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.error(
             Some(config.referenced),
-            "source: set exactly one of: file, stdin",
+            "source: set exactly one of: file, stdin, mongodb",
         );
         return None;
     }
@@ -238,6 +243,11 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         SourceConfig { stdin: Some(s), .. } => Some(SourceSpec::Stdin {
             max_line_bytes: usize::try_from(s.max_line_bytes.0).unwrap_or(usize::MAX),
         }),
+        SourceConfig {
+            mongodb: Some(m), ..
+        } => m
+            .compile(config.referenced, diags)
+            .map(|m| SourceSpec::Mongodb(Box::new(m))),
         SourceConfig { .. } => None,
     }
 }

@@ -28,8 +28,8 @@ pub use ack::Tracker;
 use crate::config::Compiled;
 use crate::event::Event;
 use crate::sink;
-use crate::source::{self, Payload, Record, SourceContext, SourceError};
-use crate::state::{FileStore, PositionStore, StateError};
+use crate::source::{self, Payload, Record, SourceContext, SourceError, SourceStats};
+use crate::state::{PositionStore, StateError};
 
 /// An event in a receiver's queue.
 #[derive(Debug)]
@@ -55,6 +55,8 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Failed delivery attempts that were retried.
     pub retries: AtomicU64,
+    /// The source's own counters.
+    pub source: Arc<SourceStats>,
 }
 
 impl Stats {
@@ -103,14 +105,15 @@ pub async fn run_with_sinks(
     let stats = Arc::new(Stats::default());
     let tracker = Arc::new(Tracker::default());
     let source = source::build(&compiled.source);
-    let store: Option<Arc<dyn PositionStore>> = match source.position_key() {
-        Some(key) => Some(Arc::new(FileStore::open(&compiled.state.dir, &key)?)),
-        None => None,
-    };
+    let store = source.position_store(&compiled.state)?;
     let start = match &store {
-        Some(s) => s.load().await?,
+        Some(store) => match load_position(store.as_ref(), &shutdown).await? {
+            Some(start) => start,
+            None => return Ok(stats), // shut down while waiting for the store
+        },
         None => None,
     };
+    let source_stats = stats.source.clone();
 
     let tasks = TaskTracker::new();
     let mut queues = Vec::with_capacity(compiled.receivers.len());
@@ -127,6 +130,7 @@ pub async fn run_with_sinks(
         out: records_tx,
         shutdown: shutdown.clone(),
         start,
+        stats: source_stats.clone(),
     }));
 
     let checkpoint_stop = CancellationToken::new();
@@ -166,6 +170,9 @@ pub async fn run_with_sinks(
         delivered = Stats::get(&stats.delivered),
         rejected = Stats::get(&stats.rejected),
         retries = Stats::get(&stats.retries),
+        backfilled = Stats::get(&source_stats.backfilled),
+        tokens_lost = Stats::get(&source_stats.tokens_lost),
+        reconnects = Stats::get(&source_stats.reconnects),
         "pipeline stopped"
     );
     if source_task.is_finished() {
@@ -202,16 +209,21 @@ async fn route_one(
     tracker: &Tracker,
     stats: &Stats,
 ) {
-    stats.read.fetch_add(1, Ordering::Relaxed);
     let line = match record.payload {
         Payload::Line(line) => line,
+        Payload::Checkpoint => {
+            tracker.begin(0, record.position);
+            return;
+        }
         Payload::Invalid(reason) => {
+            stats.read.fetch_add(1, Ordering::Relaxed);
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             warn!(%reason, "malformed record skipped");
             tracker.begin(0, record.position);
             return;
         }
     };
+    stats.read.fetch_add(1, Ordering::Relaxed);
     let event = match compiled.mapper.map(&line) {
         Ok(event) => event,
         Err(e) => {
@@ -237,6 +249,29 @@ async fn route_one(
         };
         if queues[r].send(queued).await.is_err() {
             error!(receiver = %compiled.receivers[r].name, "receiver task is gone; its events stay unfinished");
+        }
+    }
+}
+
+/// Loads the saved position, retrying a store that is not reachable yet (a
+/// database still starting) until it answers or shutdown: `Ok(None)`.
+async fn load_position(
+    store: &dyn PositionStore,
+    shutdown: &CancellationToken,
+) -> Result<Option<Option<serde_json::Value>>, StateError> {
+    let mut wait = std::time::Duration::from_millis(250);
+    loop {
+        match store.load().await {
+            Ok(position) => return Ok(Some(position)),
+            Err(StateError::Remote(e)) => {
+                warn!(error = %e, retry_in = ?wait, "cannot load the saved position yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -24,7 +24,11 @@ pub struct FileSource {
 }
 
 impl Source for FileSource {
-    fn position_key(&self) -> Option<String> {
+    fn position_store(
+        &self,
+        state: &crate::config::StateSpec,
+    ) -> Result<Option<std::sync::Arc<dyn crate::state::PositionStore>>, crate::state::StateError>
+    {
         let sanitized: String = self
             .path
             .to_string_lossy()
@@ -37,7 +41,10 @@ impl Source for FileSource {
                 }
             })
             .collect();
-        Some(format!("file-{}", sanitized.trim_start_matches('_')))
+        super::file_store(
+            state,
+            &format!("file-{}", sanitized.trim_start_matches('_')),
+        )
     }
 
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>> {
@@ -202,6 +209,7 @@ mod tests {
         match r.payload {
             Payload::Line(l) => (String::from_utf8(l).unwrap(), r.position),
             Payload::Invalid(reason) => (format!("invalid: {reason}"), r.position),
+            Payload::Checkpoint => ("checkpoint".to_owned(), r.position),
         }
     }
 
@@ -225,6 +233,7 @@ mod tests {
             out: tx,
             shutdown: shutdown.clone(),
             start: None,
+            stats: Default::default(),
         }));
 
         assert_eq!(next(&mut rx).await.0, "a1");
@@ -284,6 +293,7 @@ mod tests {
                     out: tx,
                     shutdown: CancellationToken::new(),
                     start,
+                    stats: Default::default(),
                 })
                 .await
                 .unwrap();
@@ -322,6 +332,7 @@ mod tests {
                 out: tx,
                 shutdown: CancellationToken::new(),
                 start: None,
+                stats: Default::default(),
             })
             .await
             .unwrap_err();

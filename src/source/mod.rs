@@ -4,14 +4,19 @@
 
 mod file;
 mod lines;
+pub mod mongodb;
 mod stdin;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::BoxFuture;
-use crate::config::SourceSpec;
+use crate::config::{SourceSpec, StateSpec};
+use crate::state::{FileStore, PositionStore, StateError};
 
 pub use file::FileSource;
 pub use stdin::StdinSource;
@@ -55,6 +60,20 @@ pub enum Payload {
     /// A record that could not be read whole (e.g. longer than the limit);
     /// it is counted as malformed and its position is passed.
     Invalid(String),
+    /// No record, only a position: everything before it has been handed
+    /// over (the end of a backfill, a quiet change stream's token).
+    Checkpoint,
+}
+
+/// Counters a source keeps (exported as metrics by a later issue).
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Documents read by a backfill.
+    pub backfilled: AtomicU64,
+    /// Resume tokens found lost from the oplog (each one recovered by backfill).
+    pub tokens_lost: AtomicU64,
+    /// Reconnects after transient errors.
+    pub reconnects: AtomicU64,
 }
 
 /// Why a source stopped.
@@ -74,12 +93,16 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// The last persisted position, if any.
     pub start: Option<Value>,
+    pub stats: Arc<SourceStats>,
 }
 
 /// A source of records.
 pub trait Source: Send {
-    /// The key its position is stored under, or `None` if it has no position.
-    fn position_key(&self) -> Option<String>;
+    /// Where its position is kept, or `None` if it has no position.
+    fn position_store(
+        &self,
+        state: &StateSpec,
+    ) -> Result<Option<Arc<dyn PositionStore>>, StateError>;
     /// Reads until the input ends, the receiver side closes, or shutdown.
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>>;
 }
@@ -101,5 +124,14 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         SourceSpec::Stdin { max_line_bytes } => Box::new(StdinSource {
             max_line: *max_line_bytes,
         }),
+        SourceSpec::Mongodb(spec) => Box::new(mongodb::MongoSource::new((**spec).clone())),
     }
+}
+
+/// A position file in the state directory, keyed by the source's identity.
+pub(crate) fn file_store(
+    state: &StateSpec,
+    key: &str,
+) -> Result<Option<Arc<dyn PositionStore>>, StateError> {
+    Ok(Some(Arc::new(FileStore::open(&state.dir, key)?)))
 }

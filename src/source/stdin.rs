@@ -12,8 +12,12 @@ pub struct StdinSource {
 }
 
 impl Source for StdinSource {
-    fn position_key(&self) -> Option<String> {
-        None
+    fn position_store(
+        &self,
+        _state: &crate::config::StateSpec,
+    ) -> Result<Option<std::sync::Arc<dyn crate::state::PositionStore>>, crate::state::StateError>
+    {
+        Ok(None)
     }
 
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>> {

@@ -1,0 +1,225 @@
+//! Real MongoDB for tests: a throwaway single-node replica set per test
+//! binary (or per test that restarts it), on a free loopback port, from the
+//! `mongod` that `scripts/mongo` installs. Set `SWITCHYARD_TEST_MONGODB_URI`
+//! to use an existing deployment instead.
+//!
+//! A `mongod` started here dies with the test process: a small shell
+//! watchdog kills it when its parent is gone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{Document, doc};
+use tokio::sync::OnceCell;
+
+/// The environment variable naming an existing deployment to test against.
+pub const URI_ENV: &str = "SWITCHYARD_TEST_MONGODB_URI";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `mongod` binary, installed by `scripts/mongo` on first use.
+pub fn mongod() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let out = Command::new(root().join("scripts/mongo"))
+            .arg("path")
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/mongo runs");
+        assert!(out.status.success(), "scripts/mongo path failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+/// A replica set this test process owns.
+pub struct ReplicaSet {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    watchdog: Option<Child>,
+}
+
+impl ReplicaSet {
+    /// Starts mongod on a free port and initiates `rs0`.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let mut rs = Self {
+            port,
+            dir,
+            watchdog: None,
+        };
+        rs.launch().await;
+        let admin = direct_client(port).await;
+        let init = admin
+            .database("admin")
+            .run_command(doc! {"replSetInitiate": {"_id": "rs0", "members": [{"_id": 0, "host": format!("127.0.0.1:{port}")}]}})
+            .await;
+        if let Err(e) = init {
+            assert!(
+                e.to_string().contains("already initialized"),
+                "replSetInitiate: {e}"
+            );
+        }
+        wait_primary(port).await;
+        rs
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?replicaSet=rs0", self.port)
+    }
+
+    async fn launch(&mut self) {
+        let mongod = mongod();
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("mongod.log");
+        let pidfile = self.dir.path().join("mongod.pid");
+        let _ = std::fs::remove_file(&pidfile);
+        // The watchdog starts mongod and waits while both it and the test
+        // process live. When the test process is gone, it kills mongod and
+        // removes the data (a shared replica set is never dropped).
+        let script = r#"dir="$1"; m="$2"; shift 2; "$m" "$@" & pid=$!
+            while kill -0 "$PPID" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.2; done
+            if ! kill -0 "$PPID" 2>/dev/null; then kill -9 $pid 2>/dev/null; wait $pid; rm -rf "$dir"; fi"#;
+        let child = Command::new("sh")
+            .args(["-c", script, "watchdog"])
+            .arg(self.dir.path())
+            .arg(&mongod)
+            .args(["--replSet", "rs0", "--bind_ip", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--dbpath")
+            .arg(&data)
+            .arg("--logpath")
+            .arg(&log)
+            .arg("--pidfilepath")
+            .arg(&pidfile)
+            .args(["--oplogSize", "128", "--wiredTigerCacheSizeGB", "0.25"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watchdog starts");
+        self.watchdog = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mongod did not listen; see {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("mongod.pid"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    /// Kills mongod with SIGKILL (a crash, not a clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.wait();
+        }
+    }
+
+    /// Starts mongod again on the same port and data, and waits for primary.
+    pub async fn restart(&mut self) {
+        self.launch().await;
+        wait_primary(self.port).await;
+    }
+}
+
+impl Drop for ReplicaSet {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn direct_client(port: u16) -> mongodb::Client {
+    mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{port}/?directConnection=true"))
+        .await
+        .unwrap()
+}
+
+async fn wait_primary(port: u16) {
+    let client = direct_client(port).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let hello = client
+            .database("admin")
+            .run_command(doc! {"hello": 1})
+            .await;
+        if hello.is_ok_and(|h| h.get_bool("isWritablePrimary").unwrap_or(false)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mongod on port {port} did not become primary"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The deployment shared by the tests of one binary: `SWITCHYARD_TEST_MONGODB_URI`,
+/// else a replica set started on first use that lives as long as the process.
+pub async fn shared_uri() -> String {
+    static SHARED: OnceCell<String> = OnceCell::const_new();
+    SHARED
+        .get_or_init(|| async {
+            if let Ok(uri) = std::env::var(URI_ENV) {
+                return uri;
+            }
+            let rs = ReplicaSet::start().await;
+            let uri = rs.uri();
+            // Lives until the process exits; the watchdog reaps mongod then.
+            std::mem::forget(rs);
+            uri
+        })
+        .await
+        .clone()
+}
+
+/// A database name no other test uses.
+pub fn unique_db(test: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "sy_{}_{}_{}",
+        test,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Parses the sample documents (MongoDB Extended JSON lines).
+pub fn sample_documents(path: &str) -> Vec<Document> {
+    std::fs::read_to_string(root().join(path))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            match mongodb::bson::Bson::try_from(v).unwrap() {
+                mongodb::bson::Bson::Document(d) => d,
+                other => panic!("not a document: {other}"),
+            }
+        })
+        .collect()
+}
