@@ -42,7 +42,10 @@ fn bad_configs_report_every_error_with_its_place() {
         let expected = std::fs::read_to_string(&expected_path)
             .unwrap_or_else(|_| panic!("missing {}", expected_path.display()));
         assert_eq!(actual, expected, "diagnostics of {}", path.display());
-        assert!(!actual.contains("hunter2"), "a password in a URI never reaches a message");
+        assert!(
+            !actual.contains("hunter2"),
+            "a password in a URI never reaches a message"
+        );
     }
 }
 

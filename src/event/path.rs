@@ -168,7 +168,7 @@ impl fmt::Display for FieldPath {
 fn visit(value: &Value, segments: &[Segment], f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
     match (value, segments.split_first()) {
         (Value::Object(map), Some((seg, rest))) => {
-            map.get(&*seg.key).is_some_and(|v| visit(v, rest, f))
+            field(map, &seg.key).is_some_and(|v| visit(v, rest, f))
         }
         (Value::Array(items), Some((seg, rest))) => match seg.index {
             Some(i) => items.get(i).is_some_and(|v| visit(v, rest, f)),
@@ -184,6 +184,20 @@ fn visit(value: &Value, segments: &[Segment], f: &mut dyn FnMut(Scalar<'_>) -> b
         }
         (Value::Array(items), None) => items.iter().any(|v| visit(v, &[], f)),
         (Value::Null | Value::Object(_), None) => false,
+    }
+}
+
+/// Objects up to this size are searched linearly: comparing a few keys
+/// (lengths first) is cheaper than hashing one (serde_json keeps insertion
+/// order, so its map is an `IndexMap` with SipHash).
+const LINEAR_LOOKUP: usize = 32;
+
+#[inline]
+fn field<'a>(map: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() <= LINEAR_LOOKUP {
+        map.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get(key)
     }
 }
 
@@ -271,6 +285,34 @@ mod tests {
         assert!(all("data.a.missing").is_empty());
         assert!(all("dataschema").is_empty());
         assert!(all("data.a").is_empty(), "objects are not scalars");
+    }
+
+    #[test]
+    fn large_objects_are_looked_up_by_hash() {
+        let mut data = serde_json::Map::new();
+        for i in 0..(LINEAR_LOOKUP * 2) {
+            data.insert(format!("k{i}"), json!(i));
+        }
+        let event = EventBuilderV10::new()
+            .id("e")
+            .ty("t")
+            .source("s")
+            .data("application/json", Value::Object(data))
+            .build()
+            .unwrap();
+        let last = format!("data.k{}", LINEAR_LOOKUP * 2 - 1);
+        assert_eq!(
+            FieldPath::parse(&last).unwrap().first(&event).as_deref(),
+            Some(&*format!("{}", LINEAR_LOOKUP * 2 - 1))
+        );
+        assert_eq!(
+            FieldPath::parse("data.k0")
+                .unwrap()
+                .first(&event)
+                .as_deref(),
+            Some("0")
+        );
+        assert_eq!(FieldPath::parse("data.nope").unwrap().first(&event), None);
     }
 
     #[test]

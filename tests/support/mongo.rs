@@ -1,3 +1,5 @@
+#![allow(dead_code)] // each test binary (and the bench) uses a different part
+
 //! Real MongoDB for tests: a throwaway single-node replica set per test
 //! binary (or per test that restarts it), on a free loopback port, from the
 //! `mongod` that `scripts/mongo` installs. Set `SWITCHYARD_TEST_MONGODB_URI`
@@ -115,7 +117,8 @@ impl ReplicaSet {
         }
     }
 
-    fn pid(&self) -> Option<String> {
+    /// The pid of the running mongod.
+    pub fn pid(&self) -> Option<String> {
         std::fs::read_to_string(self.dir.path().join("mongod.pid"))
             .ok()
             .map(|s| s.trim().to_owned())

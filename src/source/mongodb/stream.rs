@@ -305,7 +305,6 @@ async fn watch(
         .watch()
         .pipeline(pipeline)
         .max_await_time(Duration::from_millis(500))
-        .batch_size(spec.backfill.batch_size)
         .resume_after(resume_after);
     if lookup {
         watch = watch.full_document(FullDocumentType::UpdateLookup);
