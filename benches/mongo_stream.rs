@@ -122,39 +122,68 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn throughput(uri: &str, templates: &[Document], events: usize) {
-    let db = mongo::unique_db("bench_tp");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let (shutdown, task) = exporter(uri, &db, &out).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tailer = tail(out.clone(), stop.clone());
-    let coll = mongodb::Client::with_uri_str(uri)
-        .await
-        .unwrap()
-        .database(&db)
-        .collection::<Document>("HealthEvents");
+/// One measured run: an exporter on a fresh database, a tailer on its output.
+struct Run {
+    coll: mongodb::Collection<Document>,
+    out: PathBuf,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    tailer: std::thread::JoinHandle<Vec<(Instant, f64)>>,
+    _dir: tempfile::TempDir,
+}
 
+impl Run {
+    async fn start(uri: &str, name: &str) -> Self {
+        let db = mongo::unique_db(name);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        let (shutdown, task) = exporter(uri, &db, &out).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tailer = tail(out.clone(), stop.clone());
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let coll = client.database(&db).collection::<Document>("HealthEvents");
+        Self {
+            coll,
+            out,
+            shutdown,
+            task,
+            stop,
+            tailer,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for `events` lines, then stops; returns what the tailer saw.
+    async fn finish(self, events: usize) -> Vec<(Instant, f64)> {
+        while std::fs::read_to_string(&self.out)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+            < events
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.tailer.join().unwrap();
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+        seen
+    }
+}
+
+async fn throughput(uri: &str, templates: &[Document], events: usize) {
+    let run = Run::start(uri, "bench_tp").await;
     let start = Instant::now();
     for chunk in (0..events).collect::<Vec<_>>().chunks(1000) {
         let batch: Vec<Document> = chunk
             .iter()
             .map(|i| document(&templates[i % templates.len()]))
             .collect();
-        coll.insert_many(batch).await.unwrap();
+        run.coll.insert_many(batch).await.unwrap();
     }
     let inserted = start.elapsed();
-    while std::fs::read_to_string(&out)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < events
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let seen = tailer.join().unwrap();
-    let last = seen.last().unwrap().0;
-    let secs = (last - start).as_secs_f64();
+    let seen = run.finish(events).await;
+    let secs = (seen.last().unwrap().0 - start).as_secs_f64();
     println!(
         "throughput: {events} events, inserted in {:.2} s ({:.0}/s); change stream → file: {:.0} events/s sustained ({:.2} s first insert → last write)",
         inserted.as_secs_f64(),
@@ -162,23 +191,10 @@ async fn throughput(uri: &str, templates: &[Document], events: usize) {
         events as f64 / secs,
         secs
     );
-    shutdown.cancel();
-    task.await.unwrap();
 }
 
 async fn latency(uri: &str, templates: &[Document], rate: u64, seconds: u64) {
-    let db = mongo::unique_db("bench_lat");
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let (shutdown, task) = exporter(uri, &db, &out).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tailer = tail(out.clone(), stop.clone());
-    let coll = mongodb::Client::with_uri_str(uri)
-        .await
-        .unwrap()
-        .database(&db)
-        .collection::<Document>("HealthEvents");
-
+    let run = Run::start(uri, "bench_lat").await;
     // Batches every 10 ms.
     let per_tick = (rate / 100).max(1) as usize;
     let total = per_tick * 100 * seconds as usize;
@@ -189,20 +205,12 @@ async fn latency(uri: &str, templates: &[Document], rate: u64, seconds: u64) {
         let batch: Vec<Document> = (0..per_tick)
             .map(|i| document(&templates[(sent + i) % templates.len()]))
             .collect();
-        coll.insert_many(batch).await.unwrap();
+        run.coll.insert_many(batch).await.unwrap();
         sent += per_tick;
     }
-    while std::fs::read_to_string(&out)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < total
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies: Vec<f64> = tailer
-        .join()
-        .unwrap()
+    let mut latencies: Vec<f64> = run
+        .finish(total)
+        .await
         .into_iter()
         .map(|(_, l)| l * 1000.0)
         .filter(|l| l.is_finite())
@@ -215,8 +223,6 @@ async fn latency(uri: &str, templates: &[Document], rate: u64, seconds: u64) {
         percentile(&latencies, 0.99),
         latencies.last().unwrap()
     );
-    shutdown.cancel();
-    task.await.unwrap();
 }
 
 fn main() {

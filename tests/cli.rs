@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 fn root() -> &'static Path {
@@ -49,21 +51,7 @@ fn lines_of(path: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The `id` of each JSON line (CloudEvents, or `route test` rows).
-fn ids_in(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
-
-fn ids_of(path: &Path) -> Vec<String> {
-    ids_in(&std::fs::read_to_string(path).unwrap_or_default())
-}
+use support::{event_ids as ids_of, ids_in};
 
 fn append(path: &Path, lines: &[String]) {
     let mut f = std::fs::OpenOptions::new()

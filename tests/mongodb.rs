@@ -95,45 +95,16 @@ impl Exporter {
     }
 }
 
-/// Sample documents with fresh ids and `createdAt` = `at`.
 fn documents(n: usize, at: chrono::DateTime<chrono::Utc>) -> Vec<Document> {
-    let samples = mongo::sample_documents("examples/health-events.jsonl");
-    (0..n)
-        .map(|i| {
-            let mut d = samples[i % samples.len()].clone();
-            d.insert("_id", ObjectId::new());
-            d.insert(
-                "createdAt",
-                BsonDateTime::from_millis(at.timestamp_millis()),
-            );
-            d
-        })
-        .collect()
-}
-
-/// The CloudEvent id each document must get.
-fn expected_id(d: &Document) -> String {
-    switchyard::mapping::derive_id(
-        "nvsentinel",
-        d.get_object_id("_id").unwrap().to_hex().as_bytes(),
-    )
+    mongo::fresh_documents(n, at)
 }
 
 fn ids(docs: &[Document]) -> Vec<String> {
-    docs.iter().map(expected_id).collect()
+    docs.iter().map(mongo::event_id).collect()
 }
 
 fn output_ids(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
+    support::event_ids(path)
 }
 
 async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{DateTime as BsonDateTime, Document, oid::ObjectId};
+use mongodb::bson::Document;
 
 use support::mongo;
 
@@ -67,24 +67,8 @@ async fn sigkill_three_times_during_inserts_loses_nothing() {
     )
     .unwrap();
 
-    let samples = mongo::sample_documents("examples/health-events.jsonl");
-    let docs: Vec<Document> = (0..DOCUMENTS)
-        .map(|i| {
-            let mut d = samples[i % samples.len()].clone();
-            d.insert("_id", ObjectId::new());
-            d.insert("createdAt", BsonDateTime::now());
-            d
-        })
-        .collect();
-    let want: Vec<String> = docs
-        .iter()
-        .map(|d| {
-            switchyard::mapping::derive_id(
-                "nvsentinel",
-                d.get_object_id("_id").unwrap().to_hex().as_bytes(),
-            )
-        })
-        .collect();
+    let docs = mongo::fresh_documents(DOCUMENTS, chrono::Utc::now());
+    let want: Vec<String> = docs.iter().map(mongo::event_id).collect();
 
     // Kill points: three distinct batch numbers among the 100 batches.
     let mut kill_at: Vec<usize> = Vec::new();
@@ -113,11 +97,7 @@ async fn sigkill_three_times_during_inserts_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(180);
     let counts = loop {
         let mut counts: HashMap<String, usize> = HashMap::new();
-        for line in std::fs::read_to_string(&out).unwrap_or_default().lines() {
-            let id = serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+        for id in support::event_ids(&out) {
             *counts.entry(id).or_default() += 1;
         }
         if want.iter().all(|id| counts.contains_key(id)) {

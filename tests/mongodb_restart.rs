@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{DateTime as BsonDateTime, Document, oid::ObjectId};
+use mongodb::bson::Document;
 use mongodb::options::WriteConcern;
 use switchyard::config::{parse, validate};
 use switchyard::pipeline::{self, Stats};
@@ -87,24 +87,8 @@ async fn mongod_restarted_under_load_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let samples = mongo::sample_documents("examples/health-events.jsonl");
-    let docs: Vec<Document> = (0..2000)
-        .map(|i| {
-            let mut d = samples[i % samples.len()].clone();
-            d.insert("_id", ObjectId::new());
-            d.insert("createdAt", BsonDateTime::now());
-            d
-        })
-        .collect();
-    let want: HashSet<String> = docs
-        .iter()
-        .map(|d| {
-            switchyard::mapping::derive_id(
-                "nvsentinel",
-                d.get_object_id("_id").unwrap().to_hex().as_bytes(),
-            )
-        })
-        .collect();
+    let docs = mongo::fresh_documents(2000, chrono::Utc::now());
+    let want: HashSet<String> = docs.iter().map(mongo::event_id).collect();
     let (progress, mut inserted) = tokio::sync::watch::channel(0);
     let inserter = tokio::spawn(insert_all(uri.clone(), docs, progress));
 
@@ -120,16 +104,7 @@ async fn mongod_restarted_under_load_loses_nothing() {
 
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let got: HashSet<String> = std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+        let got: HashSet<String> = support::event_ids(&out).into_iter().collect();
         if want.is_subset(&got) {
             break;
         }

@@ -211,6 +211,30 @@ pub fn unique_db(test: &str) -> String {
     )
 }
 
+/// `n` sample NVSentinel documents with fresh `_id`s and `createdAt` = `at`.
+pub fn fresh_documents(n: usize, at: chrono::DateTime<chrono::Utc>) -> Vec<Document> {
+    let samples = sample_documents("examples/health-events.jsonl");
+    (0..n)
+        .map(|i| {
+            let mut d = samples[i % samples.len()].clone();
+            d.insert("_id", mongodb::bson::oid::ObjectId::new());
+            d.insert(
+                "createdAt",
+                mongodb::bson::DateTime::from_millis(at.timestamp_millis()),
+            );
+            d
+        })
+        .collect()
+}
+
+/// The CloudEvent id the `nvsentinel` profile gives a document.
+pub fn event_id(d: &Document) -> String {
+    switchyard::mapping::derive_id(
+        "nvsentinel",
+        d.get_object_id("_id").unwrap().to_hex().as_bytes(),
+    )
+}
+
 /// Parses the sample documents (MongoDB Extended JSON lines).
 pub fn sample_documents(path: &str) -> Vec<Document> {
     std::fs::read_to_string(root().join(path))

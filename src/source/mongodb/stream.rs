@@ -119,6 +119,12 @@ pub async fn run(connection: Arc<Connection>, ctx: SourceContext) -> Result<(), 
     }
 }
 
+/// The start of the backfill window that ends at `opened`.
+fn window_start(connection: &Connection, opened: DateTime<Utc>) -> DateTime<Utc> {
+    let max_age = connection.spec().backfill.max_age;
+    opened - chrono::TimeDelta::from_std(max_age).unwrap_or(chrono::TimeDelta::MAX)
+}
+
 /// Opens the change stream (its start is the returned token), without
 /// consuming it.
 async fn open_token(
@@ -143,8 +149,7 @@ async fn first_start(
     let opened = Utc::now();
     let spec = &connection.spec().backfill;
     if spec.enabled {
-        let from =
-            opened - chrono::TimeDelta::from_std(spec.max_age).unwrap_or(chrono::TimeDelta::MAX);
+        let from = window_start(connection, opened);
         info!(from = %from, max_events = spec.max_events, "first start: backfilling history, then streaming");
         backfill(
             connection,
@@ -173,9 +178,7 @@ async fn recover(
     let from = match state.last_time {
         Some(t) => t,
         None => {
-            let max_age = connection.spec().backfill.max_age;
-            let from =
-                opened - chrono::TimeDelta::from_std(max_age).unwrap_or(chrono::TimeDelta::MAX);
+            let from = window_start(connection, opened);
             warn!(from = %from, "no last event time saved with the lost token; backfilling maxAge of history");
             from
         }
