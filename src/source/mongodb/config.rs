@@ -263,3 +263,69 @@ impl MongoSourceConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{SourceSpec, parse, validate};
+
+    fn source(yaml_source: &str) -> Result<SourceSpec, String> {
+        let yaml = format!("metadata: {{cluster: c}}\nsource:\n  mongodb: {yaml_source}\n");
+        validate(&parse(&yaml).map_err(|e| e.to_string())?)
+            .map(|(c, _)| c.source)
+            .map_err(|e| e.render("f.yaml"))
+    }
+
+    #[test]
+    fn uri_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("mongo-uri");
+        std::fs::write(&secret, "mongodb://user:s3cret@db:27017/?replicaSet=rs0\n").unwrap();
+        let Ok(SourceSpec::Mongodb(spec)) = source(&format!("{{uriFile: {}}}", secret.display()))
+        else {
+            panic!("valid")
+        };
+        assert_eq!(spec.uri, "mongodb://user:s3cret@db:27017/?replicaSet=rs0");
+        assert_eq!(
+            (spec.database.as_str(), spec.collection.as_str()),
+            ("nvsentinel", "HealthEvents")
+        );
+        assert_eq!(spec.operation_types, ["insert"]);
+        assert_eq!(spec.client_name, "switchyard");
+        assert_eq!(
+            spec.backfill.max_age,
+            std::time::Duration::from_secs(720 * 3600)
+        );
+
+        let missing = source("{uriFile: /nonexistent/mongo-uri}").unwrap_err();
+        assert_eq!(
+            missing,
+            "f.yaml:3:22: source.mongodb.uriFile: cannot read /nonexistent/mongo-uri: entity not found\n"
+        );
+    }
+
+    #[test]
+    fn the_uri_never_appears_in_errors() {
+        // SAFETY: this test alone reads the variable.
+        unsafe {
+            std::env::set_var(
+                "SWITCHYARD_TEST_BAD_MONGO_URI",
+                "postgres://admin:hunter2@db/",
+            )
+        };
+        let err = source("{uri: \"${SWITCHYARD_TEST_BAD_MONGO_URI}\"}").unwrap_err();
+        assert!(err.contains("must start with mongodb://"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn pipeline_stages_and_update_lookup() {
+        let Ok(SourceSpec::Mongodb(spec)) = source(
+            "{uri: \"mongodb://h/\", operationTypes: [insert, replace], pipeline: [{$match: {\"fullDocument.healthevent.isfatal\": true}}]}",
+        ) else {
+            panic!("valid")
+        };
+        assert_eq!(spec.operation_types, ["insert", "replace"]);
+        assert_eq!(spec.pipeline.len(), 1);
+        assert!(spec.pipeline[0].contains_key("$match"));
+    }
+}
