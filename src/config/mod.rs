@@ -20,7 +20,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use expand::{ExpandError, expand, expand_with};
 pub use types::{ByteSize, Duration};
 pub use validate::{
-    Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec, validate,
+    BatchSpec, Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec, validate,
 };
 
 /// The whole configuration file.
@@ -194,6 +194,20 @@ pub struct ReceiverConfig {
     /// How failed deliveries are retried.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Where events go after `retry.maxRetries` failed attempts or a
+    /// rejection. Without it, a failing receiver retries for ever and holds
+    /// the source position back.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+/// `deadLetter: {file}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// JSON lines: the event, receiver, last error, attempts, first and last
+    /// attempt time. Created with its directory.
+    pub file: Spanned<String>,
 }
 
 /// `stdout: {}`.
@@ -252,12 +266,16 @@ fn default_max_batch() -> usize {
     500
 }
 
-/// `retry: {initialBackoff, maxBackoff, multiplier}`. Without a dead letter
-/// destination a failing receiver retries for ever and the source position
+/// `retry: {maxRetries, initialBackoff, maxBackoff, multiplier, jitter}`.
+/// Without a dead letter destination a failing receiver retries for ever
+/// (at `maxBackoff` once `maxRetries` is spent) and the source position
 /// does not move past its events: nothing is dropped silently.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryConfig {
+    /// Retries before an event goes to the dead letter file.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
     /// Wait before the first retry.
     #[serde(default = "default_initial_backoff")]
     pub initial_backoff: Duration,
@@ -267,14 +285,19 @@ pub struct RetryConfig {
     /// Factor applied to the wait after each failure.
     #[serde(default = "default_multiplier")]
     pub multiplier: f64,
+    /// Random spread of each wait, as a fraction (0.1: ±10%).
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
         Self {
+            max_retries: default_max_retries(),
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
             multiplier: default_multiplier(),
+            jitter: default_jitter(),
         }
     }
 }
@@ -289,6 +312,14 @@ fn default_max_backoff() -> Duration {
 
 fn default_multiplier() -> f64 {
     2.0
+}
+
+fn default_max_retries() -> u32 {
+    17
+}
+
+fn default_jitter() -> f64 {
+    0.1
 }
 
 /// `state: {dir, flushInterval}`.

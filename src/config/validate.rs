@@ -47,6 +47,21 @@ pub struct ReceiverSpec {
     pub kind: ReceiverKind,
     pub queue: QueueSpec,
     pub retry: RetryConfig,
+    /// How queued events are grouped into deliveries.
+    pub batch: BatchSpec,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    pub dead_letter: Option<PathBuf>,
+}
+
+/// Events per delivery: at most `max_events` and `max_bytes` (of
+/// structured JSON, when the sink encodes), waiting at most `max_wait` for a
+/// batch to fill once its first event is there.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSpec {
+    pub max_events: usize,
+    pub max_bytes: Option<u64>,
+    pub max_wait: std::time::Duration,
 }
 
 /// The receiver kinds.
@@ -296,6 +311,23 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
             format!("{place}.retry.multiplier: must be at least 1.0"),
         );
     }
+    if !(0.0..=1.0).contains(&r.retry.jitter) {
+        diags.error(at, format!("{place}.retry.jitter: must be between 0 and 1"));
+    }
+    if r.retry.max_backoff.0 < r.retry.initial_backoff.0 {
+        diags.error(
+            at,
+            format!("{place}.retry.maxBackoff: must not be less than initialBackoff"),
+        );
+    }
+    let dead_letter = match &r.dead_letter {
+        Some(d) => Some(PathBuf::from(expanded(
+            &d.file,
+            &format!("{place}.deadLetter.file"),
+            diags,
+        )?)),
+        None => None,
+    };
     nonzero(
         r.retry.initial_backoff,
         &format!("{place}.retry.initialBackoff"),
@@ -316,10 +348,18 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
     } else {
         ReceiverKind::Stdout
     };
+    let queue = queue(&r.queue, place, diags);
     Some(ReceiverSpec {
         name: r.name.value.clone(),
         kind,
-        queue: queue(&r.queue, place, diags),
+        batch: BatchSpec {
+            max_events: queue.max_batch,
+            max_bytes: None,
+            max_wait: std::time::Duration::ZERO,
+        },
+        concurrency: 1,
+        queue,
         retry: r.retry.clone(),
+        dead_letter,
     })
 }

@@ -11,7 +11,9 @@
 //! stops waiting; unfinished events are read again on the next start.
 
 mod ack;
+pub mod deadletter;
 mod receiver;
+pub mod retry;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +55,8 @@ pub struct Stats {
     pub delivered: AtomicU64,
     /// Event deliveries rejected for good by a receiver.
     pub rejected: AtomicU64,
+    /// Events written to a receiver's dead letter file.
+    pub dead_lettered: AtomicU64,
     /// Failed delivery attempts that were retried.
     pub retries: AtomicU64,
     /// The source's own counters.
@@ -72,6 +76,8 @@ pub enum PipelineError {
     State(#[from] StateError),
     #[error("source failed: {0}")]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] sink::BuildError),
 }
 
 /// Records buffered between the source and the router.
@@ -86,7 +92,11 @@ pub async fn run(
     compiled: Compiled,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
-    let sinks = compiled.receivers.iter().map(sink::build).collect();
+    let sinks = compiled
+        .receivers
+        .iter()
+        .map(sink::build)
+        .collect::<Result<_, _>>()?;
     run_with_sinks(compiled, sinks, shutdown).await
 }
 
@@ -94,7 +104,7 @@ pub async fn run(
 /// order (tests use this to pause a receiver).
 pub async fn run_with_sinks(
     compiled: Compiled,
-    sinks: Vec<Box<dyn sink::Sink>>,
+    sinks: Vec<Arc<dyn sink::Sink>>,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
     assert_eq!(
@@ -169,6 +179,7 @@ pub async fn run_with_sinks(
         unrouted = Stats::get(&stats.unrouted),
         delivered = Stats::get(&stats.delivered),
         rejected = Stats::get(&stats.rejected),
+        dead_lettered = Stats::get(&stats.dead_lettered),
         retries = Stats::get(&stats.retries),
         backfilled = Stats::get(&source_stats.backfilled),
         tokens_lost = Stats::get(&source_stats.tokens_lost),

@@ -1,123 +1,219 @@
-//! One task per receiver: takes batches from its bounded queue, delivers
-//! them, retries transient failures with backoff, and finishes the records.
+//! One task per receiver: takes batches from its bounded queue (by count,
+//! bytes and wait), runs up to `concurrency` deliveries at once, retries
+//! transient failures with backoff, dead-letters what cannot be delivered,
+//! and finishes the records in the tracker — in any order; the tracker keeps
+//! the source position ordered.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use tokio::sync::mpsc;
+use chrono::Utc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
+use super::deadletter::DeadLetters;
+use super::retry::Backoff;
 use super::{Queued, Stats, ack::Tracker};
-use crate::config::{ReceiverSpec, RetryConfig};
+use crate::config::{BatchSpec, ReceiverSpec, RetryConfig};
 use crate::event::{AttributesReader, Event};
-use crate::sink::{Delivery, Sink};
+use crate::sink::{Delivery, Item, Sink};
+
+/// What every delivery of one receiver shares.
+struct Shared {
+    name: String,
+    sink: Arc<dyn Sink>,
+    retry: RetryConfig,
+    dead_letters: Option<DeadLetters>,
+    tracker: Arc<Tracker>,
+    stats: Arc<Stats>,
+}
 
 pub struct ReceiverTask {
-    pub name: String,
-    pub sink: Box<dyn Sink>,
-    pub queue: mpsc::Receiver<Queued>,
-    pub max_batch: usize,
-    pub retry: RetryConfig,
-    pub tracker: Arc<Tracker>,
-    pub stats: Arc<Stats>,
+    shared: Arc<Shared>,
+    queue: mpsc::Receiver<Queued>,
+    batch: BatchSpec,
+    concurrency: usize,
+    /// An item taken from the queue that did not fit the last batch.
+    carried: Option<(Item, u64)>,
+}
+
+/// A batch on its way to the sink.
+struct Batch {
+    items: Vec<Item>,
+    seqs: Vec<u64>,
 }
 
 impl ReceiverTask {
     pub fn new(
         spec: &ReceiverSpec,
-        sink: Box<dyn Sink>,
+        sink: Arc<dyn Sink>,
         queue: mpsc::Receiver<Queued>,
         tracker: Arc<Tracker>,
         stats: Arc<Stats>,
     ) -> Self {
         Self {
-            name: spec.name.clone(),
-            sink,
+            shared: Arc::new(Shared {
+                name: spec.name.clone(),
+                sink,
+                retry: spec.retry.clone(),
+                dead_letters: spec.dead_letter.clone().map(DeadLetters::new),
+                tracker,
+                stats,
+            }),
             queue,
-            max_batch: spec.queue.max_batch,
-            retry: spec.retry.clone(),
-            tracker,
-            stats,
+            batch: spec.batch,
+            concurrency: spec.concurrency.max(1),
+            carried: None,
         }
     }
 
-    /// Runs until the queue is closed and empty.
+    /// Runs until the queue is closed and every delivery has finished.
     pub async fn run(mut self) {
-        let mut events: Vec<Arc<Event>> = Vec::with_capacity(self.max_batch);
-        let mut seqs: Vec<u64> = Vec::with_capacity(self.max_batch);
-        let mut incoming = Vec::with_capacity(self.max_batch);
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let deliveries = TaskTracker::new();
         loop {
-            incoming.clear();
-            if self.queue.recv_many(&mut incoming, self.max_batch).await == 0 {
-                return;
-            }
-            events.clear();
-            seqs.clear();
-            for q in incoming.drain(..) {
-                events.push(q.event);
-                seqs.push(q.seq);
-            }
-            self.deliver(&events).await;
-            self.tracker.finish(&seqs);
+            // A free slot first: events wait in the bounded queue, not here.
+            let slot = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let Some(batch) = self.next_batch().await else {
+                break;
+            };
+            let shared = self.shared.clone();
+            deliveries.spawn(async move {
+                shared.deliver(&batch.items).await;
+                shared.tracker.finish(&batch.seqs);
+                drop(slot);
+            });
         }
+        deliveries.close();
+        deliveries.wait().await;
     }
 
-    /// Delivers one batch until it is delivered or rejected.
-    async fn deliver(&mut self, events: &[Arc<Event>]) {
-        let mut backoff = self.retry.initial_backoff.0;
-        let mut attempt = 1u32;
+    fn item(&self, queued: Queued) -> (Item, u64) {
+        let json = self.shared.sink.wants_json().then(|| {
+            let mut buf = Vec::with_capacity(1024);
+            crate::event::write_json(&queued.event, &mut buf);
+            buf
+        });
+        (
+            Item {
+                event: queued.event,
+                json,
+            },
+            queued.seq,
+        )
+    }
+
+    /// The next batch: waits for one event, then takes more until the batch
+    /// is full (count or bytes), the queue is empty (`max_wait` zero) or
+    /// `max_wait` has passed. `None` when the queue is closed and empty.
+    async fn next_batch(&mut self) -> Option<Batch> {
+        let first = match self.carried.take() {
+            Some(item) => item,
+            None => {
+                let queued = self.queue.recv().await?;
+                self.item(queued)
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.batch.max_wait;
+        let mut bytes = first.0.json.as_ref().map_or(0, Vec::len) as u64;
+        let mut batch = Batch {
+            items: vec![first.0],
+            seqs: vec![first.1],
+        };
+        while batch.items.len() < self.batch.max_events {
+            let queued = match self.queue.try_recv() {
+                Ok(q) => q,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) if self.batch.max_wait.is_zero() => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, self.queue.recv()).await {
+                        Ok(Some(q)) => q,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            };
+            let (item, seq) = self.item(queued);
+            let size = item.json.as_ref().map_or(0, Vec::len) as u64;
+            if self.batch.max_bytes.is_some_and(|max| bytes + size > max) {
+                self.carried = Some((item, seq));
+                break;
+            }
+            bytes += size;
+            batch.items.push(item);
+            batch.seqs.push(seq);
+        }
+        Some(batch)
+    }
+}
+
+impl Shared {
+    /// Delivers one batch until it is delivered, dead-lettered or rejected.
+    async fn deliver(&self, items: &[Item]) {
+        let first = Utc::now();
+        let mut backoff = Backoff::new(&self.retry);
+        let mut attempts = 0u32;
+        let n = items.len() as u64;
         loop {
-            match self.sink.deliver(events).await {
+            attempts = attempts.saturating_add(1);
+            let (reason, after) = match self.sink.deliver(items).await {
                 Delivery::Delivered => {
-                    self.stats
-                        .delivered
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    self.stats.delivered.fetch_add(n, Ordering::Relaxed);
                     return;
                 }
                 Delivery::Reject(reason) => {
-                    self.stats
-                        .rejected
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
-                    for e in events {
-                        error!(receiver = %self.name, event_id = %e.id(), %reason, "receiver rejected event; it is lost");
-                    }
+                    self.stats.rejected.fetch_add(n, Ordering::Relaxed);
+                    self.give_up(items, &format!("rejected: {reason}"), attempts, first)
+                        .await;
                     return;
                 }
-                Delivery::Retry(reason) => {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    warn!(receiver = %self.name, events = events.len(), attempt, %reason, retry_in = ?backoff, "delivery failed; will retry");
-                    tokio::time::sleep(backoff).await;
-                    backoff = next_backoff(backoff, &self.retry);
-                    attempt = attempt.saturating_add(1);
-                }
+                Delivery::Retry { reason, after } => (reason, after),
+            };
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            let retries_spent = attempts > self.retry.max_retries;
+            if retries_spent && self.dead_letters.is_some() {
+                self.give_up(items, &reason, attempts, first).await;
+                return;
             }
+            let wait = backoff.next(after);
+            warn!(receiver = %self.name, events = n, attempt = attempts, %reason, retry_in = ?wait, "delivery failed; will retry");
+            tokio::time::sleep(wait).await;
         }
     }
-}
 
-fn next_backoff(current: Duration, retry: &RetryConfig) -> Duration {
-    current.mul_f64(retry.multiplier).min(retry.max_backoff.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Duration as CfgDuration;
-
-    #[test]
-    fn backoff_grows_to_the_cap() {
-        let retry = RetryConfig {
-            initial_backoff: CfgDuration::from_secs(1),
-            max_backoff: CfgDuration::from_secs(5),
-            multiplier: 2.0,
+    /// Dead-letters the batch, or, without a dead letter file, logs every
+    /// event as lost.
+    async fn give_up(
+        &self,
+        items: &[Item],
+        reason: &str,
+        attempts: u32,
+        first: chrono::DateTime<Utc>,
+    ) {
+        let Some(dead_letters) = &self.dead_letters else {
+            for item in items {
+                error!(receiver = %self.name, event_id = %item.event.id(), %reason, "event not delivered and no deadLetter configured; it is lost");
+            }
+            return;
         };
-        let mut d = retry.initial_backoff.0;
-        let mut seen = Vec::new();
-        for _ in 0..5 {
-            seen.push(d.as_secs());
-            d = next_backoff(d, &retry);
+        let events: Vec<&Event> = items.iter().map(|i| &*i.event).collect();
+        let mut backoff = Backoff::new(&self.retry);
+        // The events stay unfinished until they are safely in the file.
+        while let Err(e) = dead_letters
+            .write(&self.name, &events, reason, attempts, first, Utc::now())
+            .await
+        {
+            let wait = backoff.next(None);
+            error!(receiver = %self.name, file = %dead_letters.path().display(), error = %e, retry_in = ?wait, "cannot write dead letters; will retry");
+            tokio::time::sleep(wait).await;
         }
-        assert_eq!(seen, [1, 2, 4, 5, 5]);
+        self.stats
+            .dead_lettered
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        warn!(receiver = %self.name, events = items.len(), %reason, attempts, file = %dead_letters.path().display(), "events dead-lettered");
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::{parse, validate};
-use crate::sink::{Delivery, Sink};
+use crate::sink::{Delivery, Item, Sink};
 
 /// Counts delivered events; waits for a permit per batch when gated.
 struct Counting {
@@ -19,7 +19,7 @@ struct Counting {
 }
 
 impl Sink for Counting {
-    fn deliver<'a>(&'a mut self, events: &'a [Arc<Event>]) -> crate::BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, events: &'a [Item]) -> crate::BoxFuture<'a, Delivery> {
         Box::pin(async move {
             if let Some(gate) = &self.gate {
                 gate.acquire().await.expect("gate open").forget();
@@ -55,12 +55,12 @@ async fn slow_receiver_fills_its_queue_then_backpressure_stops_the_source() {
     let fast = Arc::new(AtomicUsize::new(0));
     let slow = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Semaphore::new(0));
-    let sinks: Vec<Box<dyn Sink>> = vec![
-        Box::new(Counting {
+    let sinks: Vec<Arc<dyn Sink>> = vec![
+        Arc::new(Counting {
             count: fast.clone(),
             gate: None,
         }),
-        Box::new(Counting {
+        Arc::new(Counting {
             count: slow.clone(),
             gate: Some(gate.clone()),
         }),
@@ -123,12 +123,12 @@ async fn shutdown_times_out_on_a_stuck_receiver_and_keeps_its_events_unfinished(
     compiled.shutdown_timeout = Duration::from_millis(100);
     let gate = Arc::new(Semaphore::new(0));
     let slow = Arc::new(AtomicUsize::new(0));
-    let sinks: Vec<Box<dyn Sink>> = vec![
-        Box::new(Counting {
+    let sinks: Vec<Arc<dyn Sink>> = vec![
+        Arc::new(Counting {
             count: Arc::new(AtomicUsize::new(0)),
             gate: None,
         }),
-        Box::new(Counting {
+        Arc::new(Counting {
             count: slow.clone(),
             gate: Some(gate),
         }),

@@ -3,17 +3,21 @@
 //! removed).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
 use tracing::info;
 
-use super::{Delivery, Sink, write_json_lines};
+use super::{Delivery, Item, Sink, write_json_lines};
 use crate::BoxFuture;
-use crate::event::Event;
 
 pub struct FileSink {
+    state: Mutex<FileState>,
+}
+
+/// The open file and its size; one delivery writes at a time.
+struct FileState {
     path: PathBuf,
     max_size: u64,
     max_files: u32,
@@ -24,14 +28,18 @@ pub struct FileSink {
 impl FileSink {
     pub fn new(path: PathBuf, max_size: u64, max_files: u32) -> Self {
         Self {
-            path,
-            max_size,
-            max_files,
-            file: None,
-            buf: Vec::new(),
+            state: Mutex::new(FileState {
+                path,
+                max_size,
+                max_files,
+                file: None,
+                buf: Vec::new(),
+            }),
         }
     }
+}
 
+impl FileState {
     async fn open(&mut self) -> std::io::Result<()> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -88,18 +96,25 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
 }
 
 impl Sink for FileSink {
-    fn deliver<'a>(&'a mut self, events: &'a [Arc<Event>]) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
-            write_json_lines(events, &mut self.buf);
-            match self.write().await {
+            let mut state = self.state.lock().await;
+            let mut buf = std::mem::take(&mut state.buf);
+            write_json_lines(items, &mut buf);
+            state.buf = buf;
+            match state.write().await {
                 Ok(()) => Delivery::Delivered,
                 Err(e) => {
                     // Reopen on the next attempt: the file may have been removed.
-                    self.file = None;
-                    Delivery::Retry(format!("cannot write {}: {e}", self.path.display()))
+                    state.file = None;
+                    Delivery::retry(format!("cannot write {}: {e}", state.path.display()))
                 }
             }
         })
+    }
+
+    fn wants_json(&self) -> bool {
+        true
     }
 }
 
@@ -108,7 +123,9 @@ mod tests {
     use super::*;
     use cloudevents::{EventBuilder, EventBuilderV10};
 
-    fn events(n: usize) -> Vec<Arc<Event>> {
+    use std::sync::Arc;
+
+    fn events(n: usize) -> Vec<Item> {
         (0..n)
             .map(|i| {
                 let e = EventBuilderV10::new()
@@ -121,7 +138,10 @@ mod tests {
                     )
                     .build()
                     .unwrap();
-                Arc::new(e)
+                Item {
+                    event: Arc::new(e),
+                    json: None,
+                }
             })
             .collect()
     }
@@ -140,7 +160,7 @@ mod tests {
         let mut one = Vec::new();
         super::super::write_json_lines(&batch, &mut one);
         // Room for one batch per file.
-        let mut sink = FileSink::new(path.clone(), one.len() as u64 + 10, 2);
+        let sink = FileSink::new(path.clone(), one.len() as u64 + 10, 2);
         for _ in 0..5 {
             assert_eq!(sink.deliver(&batch).await, Delivery::Delivered);
         }
@@ -163,15 +183,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
         std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
-        let mut sink = FileSink::new(path.clone(), 1 << 20, 1);
+        let sink = FileSink::new(path.clone(), 1 << 20, 1);
         assert_eq!(sink.deliver(&events(2)).await, Delivery::Delivered);
         assert_eq!(lines(&path).len(), 3);
 
         let blocked = dir.path().join("blocked.jsonl");
         std::fs::create_dir(&blocked).unwrap();
-        let mut sink = FileSink::new(blocked.clone(), 1 << 20, 1);
+        let sink = FileSink::new(blocked.clone(), 1 << 20, 1);
         match sink.deliver(&events(1)).await {
-            Delivery::Retry(reason) => assert!(reason.contains("blocked.jsonl"), "{reason}"),
+            Delivery::Retry { reason, .. } => assert!(reason.contains("blocked.jsonl"), "{reason}"),
             other => panic!("expected a retry, got {other:?}"),
         }
         std::fs::remove_dir(&blocked).unwrap();

@@ -1,11 +1,14 @@
 //! Receivers (sinks). A sink takes a batch of events and answers with one
 //! [`Delivery`]: delivered, retry later, or rejected for good. The pipeline
-//! owns queues, batching, retries and acknowledgements; a sink only delivers.
+//! owns queues, batching, concurrency, retries, dead letters and
+//! acknowledgements; a sink only delivers.
 
 mod file;
+pub mod status;
 mod stdout;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::BoxFuture;
 use crate::config::{ReceiverKind, ReceiverSpec};
@@ -19,34 +22,73 @@ pub use stdout::StdoutSink;
 pub enum Delivery {
     /// The receiver has the events.
     Delivered,
-    /// A transient failure: try the same events again later.
-    Retry(String),
+    /// A transient failure: try the same events again later, not before
+    /// `after` if the receiver said so (`Retry-After`).
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     /// The receiver will never accept these events.
     Reject(String),
 }
 
-/// A receiver.
-pub trait Sink: Send {
-    fn deliver<'a>(&'a mut self, events: &'a [Arc<Event>]) -> BoxFuture<'a, Delivery>;
+impl Delivery {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// One event handed to a sink, with its structured-mode JSON when the sink
+/// asked for it ([`Sink::wants_json`]); the pipeline encodes it once, which
+/// is also how batch byte limits are measured.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub event: Arc<Event>,
+    pub json: Option<Vec<u8>>,
+}
+
+/// A receiver. Deliveries may run concurrently (up to the receiver's
+/// concurrency), so a sink is shared.
+pub trait Sink: Send + Sync {
+    fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery>;
+
+    /// Whether items should carry their structured-mode JSON.
+    fn wants_json(&self) -> bool {
+        false
+    }
+}
+
+/// Why a sink could not be built (e.g. a TLS file vanished since validation).
+#[derive(Debug, thiserror::Error)]
+#[error("receiver {receiver}: {reason}")]
+pub struct BuildError {
+    pub receiver: String,
+    pub reason: String,
 }
 
 /// Builds the sink for a receiver.
-pub fn build(spec: &ReceiverSpec) -> Box<dyn Sink> {
-    match &spec.kind {
-        ReceiverKind::Stdout => Box::new(StdoutSink::new()),
+pub fn build(spec: &ReceiverSpec) -> Result<Arc<dyn Sink>, BuildError> {
+    Ok(match &spec.kind {
+        ReceiverKind::Stdout => Arc::new(StdoutSink::new()),
         ReceiverKind::File {
             path,
             max_size,
             max_files,
-        } => Box::new(FileSink::new(path.clone(), *max_size, *max_files)),
-    }
+        } => Arc::new(FileSink::new(path.clone(), *max_size, *max_files)),
+    })
 }
 
-/// Serialises a batch as JSON lines (structured-mode CloudEvents) into `buf`.
-pub fn write_json_lines(events: &[Arc<Event>], buf: &mut Vec<u8>) {
+/// Writes the items' JSON as lines into `buf`.
+pub fn write_json_lines(items: &[Item], buf: &mut Vec<u8>) {
     buf.clear();
-    for event in events {
-        crate::event::write_json(event, buf);
+    for item in items {
+        match &item.json {
+            Some(json) => buf.extend_from_slice(json),
+            None => crate::event::write_json(&item.event, buf),
+        }
         buf.push(b'\n');
     }
 }

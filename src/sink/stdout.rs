@@ -1,23 +1,20 @@
 //! `stdout`: one structured-mode CloudEvent JSON per line.
 
-use std::sync::Arc;
-
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
 
-use super::{Delivery, Sink, write_json_lines};
+use super::{Delivery, Item, Sink, write_json_lines};
 use crate::BoxFuture;
-use crate::event::Event;
 
 pub struct StdoutSink {
-    out: tokio::io::Stdout,
-    buf: Vec<u8>,
+    /// Stdout and the line buffer; one delivery writes at a time.
+    out: Mutex<(tokio::io::Stdout, Vec<u8>)>,
 }
 
 impl StdoutSink {
     pub fn new() -> Self {
         Self {
-            out: tokio::io::stdout(),
-            buf: Vec::new(),
+            out: Mutex::new((tokio::io::stdout(), Vec::new())),
         }
     }
 }
@@ -29,17 +26,23 @@ impl Default for StdoutSink {
 }
 
 impl Sink for StdoutSink {
-    fn deliver<'a>(&'a mut self, events: &'a [Arc<Event>]) -> BoxFuture<'a, Delivery> {
+    fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
-            write_json_lines(events, &mut self.buf);
+            let mut guard = self.out.lock().await;
+            let (out, buf) = &mut *guard;
+            write_json_lines(items, buf);
             let written = async {
-                self.out.write_all(&self.buf).await?;
-                self.out.flush().await
+                out.write_all(buf).await?;
+                out.flush().await
             };
             match written.await {
                 Ok(()) => Delivery::Delivered,
-                Err(e) => Delivery::Retry(format!("cannot write to stdout: {e}")),
+                Err(e) => Delivery::retry(format!("cannot write to stdout: {e}")),
             }
         })
+    }
+
+    fn wants_json(&self) -> bool {
+        true
     }
 }
