@@ -17,6 +17,8 @@ Examples:
   switchyard validate -c switchyard.yaml        check a config, print every error
   switchyard route test -c switchyard.yaml events.jsonl
                                                 show which receivers each event reaches
+  switchyard deadletter replay -c switchyard.yaml --receiver collector dlq.jsonl
+                                                send dead-lettered events again
   RUST_LOG=switchyard=debug switchyard run      more detail in the log";
 
 /// Switchyard: reads events where they are born, routes them through a YAML
@@ -60,6 +62,24 @@ pub enum Command {
     /// Route commands.
     #[command(subcommand)]
     Route(RouteCommand),
+    /// Dead letter commands.
+    #[command(subcommand)]
+    Deadletter(DeadletterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadletterCommand {
+    /// Send the events of a dead letter file to a receiver again. Events that
+    /// fail again are written to DLQ_FILE.remaining (exit 1).
+    Replay {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The receiver (by name in the config) to send them to.
+        #[arg(long)]
+        receiver: String,
+        /// The dead letter file.
+        dlq_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +104,11 @@ pub fn main() -> ExitCode {
         Command::Route(RouteCommand::Test { config, events }) => {
             route_test(&config.config, events.as_deref())
         }
+        Command::Deadletter(DeadletterCommand::Replay {
+            config,
+            receiver,
+            dlq_file,
+        }) => replay(&config.config, &receiver, &dlq_file),
     }
 }
 
@@ -218,4 +243,81 @@ fn route_test(path: &Path, events: Option<&Path>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn replay(path: &Path, receiver: &str, dlq: &Path) -> ExitCode {
+    use crate::pipeline::deadletter;
+    let Ok(compiled) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(spec) = compiled.receivers.iter().find(|r| r.name == receiver) else {
+        let names: Vec<&str> = compiled.receivers.iter().map(|r| r.name.as_str()).collect();
+        eprintln!(
+            "no receiver {receiver:?} in {}; receivers: {}",
+            path.display(),
+            names.join(", ")
+        );
+        return ExitCode::FAILURE;
+    };
+    let lines = match deadletter::read(dlq) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("{}: {e}", dlq.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut entries = Vec::new();
+    for line in lines {
+        match line {
+            Ok(entry) => entries.push(entry),
+            Err(e) => eprintln!("{}: {e}; skipped", dlq.display()),
+        }
+    }
+    let total = entries.len();
+    let report = runtime().block_on(async {
+        let sink = match crate::sink::build(spec) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return None;
+            }
+        };
+        Some(deadletter::replay(spec, sink.as_ref(), entries).await)
+    });
+    let Some(report) = report else {
+        return ExitCode::FAILURE;
+    };
+    println!(
+        "replayed {} of {total} events to receiver {receiver}",
+        report.delivered
+    );
+    if report.failed.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let mut remaining = dlq.as_os_str().to_owned();
+    remaining.push(".remaining");
+    let remaining = PathBuf::from(remaining);
+    let mut out = String::new();
+    for (mut entry, error) in report
+        .failed
+        .iter()
+        .map(|(e, r)| (serde_json::to_value(e).unwrap(), r))
+    {
+        entry["error"] = serde_json::Value::String(error.clone());
+        out.push_str(&entry.to_string());
+        out.push('\n');
+    }
+    match std::fs::write(&remaining, out) {
+        Ok(()) => eprintln!(
+            "{} failed again; written to {}",
+            report.failed.len(),
+            remaining.display()
+        ),
+        Err(e) => eprintln!(
+            "{} failed again and cannot be written to {}: {e}",
+            report.failed.len(),
+            remaining.display()
+        ),
+    }
+    ExitCode::FAILURE
 }

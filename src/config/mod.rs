@@ -188,6 +188,9 @@ pub struct ReceiverConfig {
     /// Append each event as a JSON line to a file, with size-based rotation.
     #[serde(default)]
     pub file: Option<FileSinkConfig>,
+    /// POST CloudEvents to an HTTP endpoint (structured, binary or batch mode).
+    #[serde(default)]
+    pub http: Option<crate::sink::http::config::HttpSinkConfig>,
     /// The receiver's queue.
     #[serde(default)]
     pub queue: QueueConfig,

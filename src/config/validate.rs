@@ -68,6 +68,7 @@ pub struct BatchSpec {
 #[derive(Debug, Clone)]
 pub enum ReceiverKind {
     Stdout,
+    Http(Box<crate::sink::http::config::HttpSpec>),
     File {
         path: PathBuf,
         max_size: u64,
@@ -281,14 +282,14 @@ fn queue(q: &QueueConfig, place: &str, diags: &mut Diagnostics) -> QueueSpec {
 
 fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<ReceiverSpec> {
     let at = Some(r.name.referenced);
-    let kinds = [r.stdout.is_some(), r.file.is_some()];
+    let kinds = [r.stdout.is_some(), r.file.is_some(), r.http.is_some()];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
         0 => {
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http",
                     r.name.value
                 ),
             );
@@ -298,7 +299,7 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http",
                     r.name.value
                 ),
             );
@@ -333,6 +334,8 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
         &format!("{place}.retry.initialBackoff"),
         diags,
     );
+    let mut batch = None;
+    let mut concurrency = 1;
     let kind = if let Some(f) = &r.file {
         if f.max_size.0 == 0 {
             diags.error(
@@ -345,6 +348,11 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
             max_size: f.max_size.0,
             max_files: f.max_files,
         }
+    } else if let Some(h) = &r.http {
+        let (spec, b, c) = h.compile(place, diags)?;
+        batch = Some(b);
+        concurrency = c;
+        ReceiverKind::Http(Box::new(spec))
     } else {
         ReceiverKind::Stdout
     };
@@ -352,12 +360,12 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
     Some(ReceiverSpec {
         name: r.name.value.clone(),
         kind,
-        batch: BatchSpec {
+        batch: batch.unwrap_or(BatchSpec {
             max_events: queue.max_batch,
             max_bytes: None,
             max_wait: std::time::Duration::ZERO,
-        },
-        concurrency: 1,
+        }),
+        concurrency,
         queue,
         retry: r.retry.clone(),
         dead_letter,

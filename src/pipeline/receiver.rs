@@ -120,7 +120,10 @@ impl ReceiverTask {
             }
         };
         let deadline = tokio::time::Instant::now() + self.batch.max_wait;
-        let mut bytes = first.0.json.as_ref().map_or(0, Vec::len) as u64;
+        // Bytes as a batch body counts them: `[`, then each event and its
+        // `,` or closing `]`.
+        let encoded = |item: &Item| item.json.as_ref().map_or(0, Vec::len) as u64 + 1;
+        let mut bytes = 1 + encoded(&first.0);
         let mut batch = Batch {
             items: vec![first.0],
             seqs: vec![first.1],
@@ -138,7 +141,7 @@ impl ReceiverTask {
                 }
             };
             let (item, seq) = self.item(queued);
-            let size = item.json.as_ref().map_or(0, Vec::len) as u64;
+            let size = encoded(&item);
             if self.batch.max_bytes.is_some_and(|max| bytes + size > max) {
                 self.carried = Some((item, seq));
                 break;

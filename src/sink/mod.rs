@@ -4,6 +4,7 @@
 //! acknowledgements; a sink only delivers.
 
 mod file;
+pub mod http;
 pub mod status;
 mod stdout;
 
@@ -78,6 +79,10 @@ pub fn build(spec: &ReceiverSpec) -> Result<Arc<dyn Sink>, BuildError> {
             max_size,
             max_files,
         } => Arc::new(FileSink::new(path.clone(), *max_size, *max_files)),
+        ReceiverKind::Http(h) => Arc::new(http::HttpSink::new(h).map_err(|reason| BuildError {
+            receiver: spec.name.clone(),
+            reason,
+        })?),
     })
 }
 

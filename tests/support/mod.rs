@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod http;
 pub mod mongo;
 
 /// The `id` of each JSON line in `text` (CloudEvents, or `route test` rows).

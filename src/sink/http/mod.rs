@@ -1,0 +1,244 @@
+//! `http`: CloudEvents over HTTP (the CloudEvents HTTP protocol binding) in
+//! structured, binary or batch mode, with TLS options and OAuth2 client
+//! credentials. Responses are classified by the shared policy in
+//! [`super::status`].
+
+pub mod client;
+pub mod config;
+pub mod oauth2;
+
+use std::sync::Arc;
+
+use cloudevents::event::{AttributeValue, Data};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use self::config::{HttpMode, HttpSpec, Secret};
+use self::oauth2::TokenSource;
+use super::{Delivery, Item, Sink, status};
+use crate::BoxFuture;
+use crate::event::Event;
+
+pub const STRUCTURED: &str = "application/cloudevents+json; charset=utf-8";
+pub const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
+
+pub struct HttpSink {
+    endpoint: Secret,
+    mode: HttpMode,
+    client: reqwest::Client,
+    headers: HeaderMap,
+    tokens: Option<Arc<TokenSource>>,
+}
+
+impl HttpSink {
+    pub fn new(spec: &HttpSpec) -> Result<Self, String> {
+        let client = client::build(&spec.tls, spec.timeout, true, "http receiver")?;
+        let tokens = match &spec.oauth2 {
+            Some(o) => Some(Arc::new(TokenSource::new(o, spec.timeout)?)),
+            None => None,
+        };
+        Ok(Self {
+            endpoint: spec.endpoint.clone(),
+            mode: spec.mode,
+            client,
+            headers: header_map(&spec.headers)?,
+            tokens,
+        })
+    }
+
+    pub fn tokens(&self) -> Option<&Arc<TokenSource>> {
+        self.tokens.as_ref()
+    }
+
+    /// One request; with OAuth2, a 401 fetches a new token and tries once more.
+    async fn send(&self, headers: HeaderMap, body: Vec<u8>) -> Delivery {
+        let mut retried_401 = false;
+        loop {
+            let token = match &self.tokens {
+                Some(t) => match t.token().await {
+                    Ok(token) => Some(token),
+                    Err(e) => return Delivery::retry(e),
+                },
+                None => None,
+            };
+            let mut request = self
+                .client
+                .post(&self.endpoint.0)
+                .headers(self.headers.clone())
+                .headers(headers.clone());
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            let response = match request.body(body.clone()).send().await {
+                Ok(r) => r,
+                Err(e) => return Delivery::retry(client::describe(e)),
+            };
+            let code = response.status().as_u16();
+            if code == 401
+                && !retried_401
+                && let (Some(tokens), Some(token)) = (&self.tokens, &token)
+            {
+                tokens.invalidate(token).await;
+                retried_401 = true;
+                continue;
+            }
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return status::classify(code, retry_after.as_deref());
+        }
+    }
+}
+
+fn header_map(headers: &[(String, Secret)]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header name {name:?}"))?;
+        let value =
+            HeaderValue::from_str(&value.0).map_err(|_| format!("value of header {name}"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+impl Sink for HttpSink {
+    fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
+        Box::pin(async move {
+            match self.mode {
+                HttpMode::Batch => {
+                    let mut body = Vec::with_capacity(
+                        items
+                            .iter()
+                            .map(|i| i.json.as_ref().map_or(0, Vec::len) + 1)
+                            .sum::<usize>()
+                            + 2,
+                    );
+                    body.push(b'[');
+                    for (n, item) in items.iter().enumerate() {
+                        if n > 0 {
+                            body.push(b',');
+                        }
+                        match &item.json {
+                            Some(json) => body.extend_from_slice(json),
+                            None => crate::event::write_json(&item.event, &mut body),
+                        }
+                    }
+                    body.push(b']');
+                    self.send(content_type(BATCH), body).await
+                }
+                HttpMode::Structured => {
+                    for item in items {
+                        let body = item.json.clone().unwrap_or_else(|| {
+                            let mut b = Vec::new();
+                            crate::event::write_json(&item.event, &mut b);
+                            b
+                        });
+                        let result = self.send(content_type(STRUCTURED), body).await;
+                        if result != Delivery::Delivered {
+                            return result;
+                        }
+                    }
+                    Delivery::Delivered
+                }
+                HttpMode::Binary => {
+                    for item in items {
+                        let (headers, body) = binary(&item.event);
+                        let result = self.send(headers, body).await;
+                        if result != Delivery::Delivered {
+                            return result;
+                        }
+                    }
+                    Delivery::Delivered
+                }
+            }
+        })
+    }
+
+    fn wants_json(&self) -> bool {
+        self.mode != HttpMode::Binary
+    }
+}
+
+fn content_type(value: &'static str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(value));
+    h
+}
+
+/// Binary mode: every attribute as a `ce-` header (percent-encoding what a
+/// header cannot carry), the data as the body with its content type.
+pub fn binary(event: &Event) -> (HeaderMap, Vec<u8>) {
+    let mut headers = HeaderMap::new();
+    for (name, value) in event.iter() {
+        let text = match value {
+            AttributeValue::Time(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            other => other.to_string(),
+        };
+        if name == "datacontenttype" {
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.insert(CONTENT_TYPE, v);
+            }
+            continue;
+        }
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(format!("ce-{name}").as_bytes()),
+            HeaderValue::from_str(&percent_encode(&text)),
+        ) else {
+            continue;
+        };
+        headers.insert(n, v);
+    }
+    let body = match event.data() {
+        Some(Data::Json(v)) => serde_json::to_vec(v).expect("JSON value serialises"),
+        Some(Data::String(s)) => s.clone().into_bytes(),
+        Some(Data::Binary(b)) => b.clone(),
+        None => Vec::new(),
+    };
+    (headers, body)
+}
+
+/// The CloudEvents HTTP binding: header values are percent-encoded outside
+/// printable ASCII, and `%` and `"` themselves.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' && b != b'"' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    #[test]
+    fn binary_mode_headers_and_body() {
+        let event = EventBuilderV10::new()
+            .id("1")
+            .ty("t")
+            .source("nvsentinel://c/healthevents")
+            .subject("gpu-nöde")
+            .extension("tenant", "acme")
+            .time("2026-10-01T00:00:00.65Z")
+            .data("application/json", serde_json::json!({"a": 1}))
+            .build()
+            .unwrap();
+        let (h, body) = binary(&event);
+        assert_eq!(h["ce-specversion"], "1.0");
+        assert_eq!(h["ce-id"], "1");
+        assert_eq!(h["ce-type"], "t");
+        assert_eq!(h["ce-source"], "nvsentinel://c/healthevents");
+        assert_eq!(h["ce-subject"], "gpu-n%C3%B6de");
+        assert_eq!(h["ce-tenant"], "acme");
+        assert_eq!(h["ce-time"], "2026-10-01T00:00:00.650Z");
+        assert_eq!(h[CONTENT_TYPE], "application/json");
+        assert_eq!(body, br#"{"a":1}"#);
+    }
+}

@@ -1,0 +1,627 @@
+//! The `http` receiver against real HTTP servers on 127.0.0.1:0: the three
+//! CloudEvents modes, batch limits, every retry class, Retry-After, dead
+//! letters and replay, OAuth2 client credentials, and a dead receiver beside
+//! a healthy one.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard::config::{parse, validate};
+use switchyard::pipeline::{self, Stats};
+use tokio_util::sync::CancellationToken;
+
+use support::http::{self, Reply};
+
+const SAMPLES: &str = include_str!("../examples/health-events.jsonl");
+
+/// A file source of `n` sample documents, routed to every receiver named in
+/// `route_to`, with the receivers in `receivers_yaml`.
+struct Run {
+    dir: tempfile::TempDir,
+    yaml: String,
+}
+
+impl Run {
+    fn new(n: usize, route_to: &[&str], receivers_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("input.jsonl");
+        let lines: Vec<&str> = SAMPLES.lines().take(n).collect();
+        std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+        let rules: Vec<String> = route_to
+            .iter()
+            .map(|r| format!("{{receiver: {r}}}"))
+            .collect();
+        let yaml = format!(
+            "metadata: {{cluster: test}}\n\
+             source: {{file: {{path: {input}}}}}\n\
+             state: {{dir: {state}}}\n\
+             shutdownTimeout: 2s\n\
+             route: {{match: [{rules}]}}\n\
+             receivers:\n{receivers_yaml}",
+            input = input.display(),
+            state = dir.path().join("state").display(),
+            rules = rules.join(", "),
+        );
+        Self { dir, yaml }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs until the file is exported (or `shutdown` fires).
+    async fn run(&self, shutdown: CancellationToken) -> Arc<Stats> {
+        let (compiled, _) =
+            validate(&parse(&self.yaml).unwrap()).unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
+        pipeline::run(compiled, shutdown).await.unwrap()
+    }
+
+    async fn run_to_end(&self) -> Arc<Stats> {
+        tokio::time::timeout(Duration::from_secs(60), self.run(CancellationToken::new()))
+            .await
+            .expect("finishes")
+    }
+}
+
+fn expected_ids(n: usize) -> HashSet<String> {
+    let mapped = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["route", "test", "-c", "config/quickstart.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let lines: Vec<&str> = SAMPLES.lines().take(n).collect();
+    mapped
+        .stdin
+        .as_ref()
+        .unwrap()
+        .write_all((lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+    let out = mapped.wait_with_output().unwrap();
+    support::ids_in(&String::from_utf8(out.stdout).unwrap())
+        .into_iter()
+        .collect()
+}
+
+fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_mode_posts_one_cloudevent_per_request() {
+    let receiver = http::receiver(http::always(202)).await;
+    let run = Run::new(
+        20,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\", concurrency: 4, headers: {{X-Tenant: acme}}}}\n",
+            receiver.url()
+        ),
+    );
+    let stats = run.run_to_end().await;
+    assert_eq!(Stats::get(&stats.delivered), 20);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 20);
+    let mut ids = HashSet::new();
+    for r in &requests {
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/cloudevents+json; charset=utf-8")
+        );
+        assert_eq!(r.header("x-tenant"), Some("acme"));
+        let event = r.json();
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["type"], "com.nvidia.nvsentinel.health.v1");
+        ids.insert(event["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids, expected_ids(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_mode_sends_attributes_as_headers_and_data_as_body() {
+    let receiver = http::receiver(http::always(200)).await;
+    let run = Run::new(
+        5,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\", mode: binary}}\n",
+            receiver.url()
+        ),
+    );
+    run.run_to_end().await;
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 5);
+    let ids: HashSet<String> = requests
+        .iter()
+        .map(|r| r.header("ce-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, expected_ids(5));
+    for r in &requests {
+        assert_eq!(r.header("ce-specversion"), Some("1.0"));
+        assert_eq!(r.header("ce-type"), Some("com.nvidia.nvsentinel.health.v1"));
+        assert_eq!(
+            r.header("ce-source"),
+            Some("nvsentinel://test/healthevents")
+        );
+        assert!(r.header("ce-subject").unwrap().starts_with("gpu-node-"));
+        assert!(r.header("ce-time").is_some());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let data = r.json();
+        assert_eq!(data["metadata"]["cluster"], "test");
+        assert!(data["healthEvent"]["nodeName"].is_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_mode_respects_count_and_bytes() {
+    let receiver = http::receiver(http::always(202)).await;
+    let run = Run::new(
+        35,
+        &["counted", "sized"],
+        &format!(
+            "  - name: counted\n    http: {{endpoint: \"{url}?counted\", mode: batch, batch: {{maxEvents: 10, maxWait: 1s}}}}\n\
+             \x20 - name: sized\n    http: {{endpoint: \"{url}?sized\", mode: batch, batch: {{maxEvents: 100, maxBytes: 3000, maxWait: 1s}}}}\n",
+            url = receiver.url()
+        ),
+    );
+    run.run_to_end().await;
+    let requests = receiver.requests();
+    let batches = |which: &str| -> Vec<(usize, usize)> {
+        requests
+            .iter()
+            .filter(|r| r.uri.ends_with(which))
+            .map(|r| {
+                assert_eq!(
+                    r.header("content-type"),
+                    Some("application/cloudevents-batch+json; charset=utf-8")
+                );
+                (r.json().as_array().unwrap().len(), r.body.len())
+            })
+            .collect()
+    };
+    let counted = batches("?counted");
+    let mut sizes: Vec<usize> = counted.iter().map(|b| b.0).collect();
+    sizes.sort_unstable(); // concurrent requests arrive in any order
+    assert_eq!(sizes, [5, 10, 10, 10]);
+    let sized = batches("?sized");
+    assert_eq!(sized.iter().map(|b| b.0).sum::<usize>(), 35);
+    assert!(sized.len() > 1, "the byte limit split the batch");
+    for (events, bytes) in &sized {
+        assert!(*bytes <= 3000, "{events} events in {bytes} bytes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_mode_waits_for_a_batch_to_fill_but_not_longer_than_max_wait() {
+    let receiver = http::receiver(http::always(202)).await;
+    let run = Run::new(
+        3,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\", mode: batch, batch: {{maxEvents: 100, maxWait: 600ms}}}}\n",
+            receiver.url()
+        ),
+    );
+    // A followed file: the queue stays open, so the batch can only end by
+    // filling up or by waiting.
+    let run = Run {
+        yaml: run
+            .yaml
+            .replace("input.jsonl}}", "input.jsonl, follow: true}}"),
+        ..run
+    };
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn({
+        let yaml = run.yaml.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            pipeline::run(validate(&parse(&yaml).unwrap()).unwrap().0, shutdown)
+                .await
+                .unwrap()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.count() == 0 {
+        assert!(Instant::now() < deadline, "no batch sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "three events, one batch");
+    assert_eq!(requests[0].json().as_array().unwrap().len(), 3);
+    let waited = requests[0].at - started;
+    assert!(
+        waited >= Duration::from_millis(550),
+        "the batch waited for more events: {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_until_delivered() {
+    // Each event: 503, then 408, then 500, then accepted.
+    let receiver = http::receiver(Arc::new(|n, _| match n % 4 {
+        0 => Reply::status(503),
+        1 => Reply::status(408),
+        2 => Reply::status(500),
+        _ => Reply::status(202),
+    }))
+    .await;
+    let run = Run::new(
+        3,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\", concurrency: 1}}\n    retry: {{initialBackoff: 20ms, maxBackoff: 100ms}}\n",
+            receiver.url()
+        ),
+    );
+    let stats = run.run_to_end().await;
+    assert_eq!(Stats::get(&stats.delivered), 3);
+    assert_eq!(Stats::get(&stats.retries), 9);
+    assert_eq!(receiver.count(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let receiver = http::receiver(Arc::new(|n, _| {
+        if n == 0 {
+            Reply::status(429).with_header("retry-after", "1")
+        } else {
+            Reply::status(202)
+        }
+    }))
+    .await;
+    let run = Run::new(
+        1,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\"}}\n    retry: {{initialBackoff: 10ms}}\n",
+            receiver.url()
+        ),
+    );
+    run.run_to_end().await;
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    let gap = requests[1].at - requests[0].at;
+    assert!(
+        gap >= Duration::from_millis(950),
+        "waited as asked, not 10 ms: {gap:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_and_exhausted_retries_go_to_the_dead_letter_file() {
+    let rejecting = http::receiver(http::always(400)).await;
+    let failing = http::receiver(http::always(503)).await;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = Run::new(2, &["rejecting", "failing", "down"], "");
+    let dir = run.dir.path().to_owned();
+    let dlq = |name: &str| dir.join(format!("dlq/{name}.jsonl"));
+    let receivers = format!(
+        "  - name: rejecting\n    http: {{endpoint: \"{}\"}}\n    deadLetter: {{file: {}}}\n\
+         \x20 - name: failing\n    http: {{endpoint: \"{}\"}}\n    retry: {{maxRetries: 2, initialBackoff: 10ms}}\n    deadLetter: {{file: {}}}\n\
+         \x20 - name: down\n    http: {{endpoint: \"http://{closed}/events\", timeout: 2s}}\n    retry: {{maxRetries: 1, initialBackoff: 10ms}}\n    deadLetter: {{file: {}}}\n",
+        rejecting.url(),
+        dlq("rejecting").display(),
+        failing.url(),
+        dlq("failing").display(),
+        dlq("down").display(),
+    );
+    let run = Run {
+        yaml: run.yaml.clone() + &receivers,
+        ..run
+    };
+    let stats = run.run_to_end().await;
+    assert_eq!(Stats::get(&stats.dead_lettered), 6);
+    assert_eq!(Stats::get(&stats.rejected), 2);
+    assert_eq!(rejecting.count(), 2, "a 400 is not retried");
+    assert_eq!(failing.count(), 6, "two events, three attempts each");
+
+    let ids = expected_ids(2);
+    for (name, error, attempts) in [
+        ("rejecting", "rejected: HTTP 400", 1),
+        ("failing", "HTTP 503", 3),
+    ] {
+        let entries = dead_letters(&dlq(name));
+        assert_eq!(entries.len(), 2, "{name}");
+        for e in &entries {
+            assert_eq!(e["receiver"], name);
+            assert_eq!(e["error"], error);
+            assert_eq!(e["attempts"], attempts);
+            assert!(ids.contains(e["event"]["id"].as_str().unwrap()));
+            assert!(e["firstAttempt"].as_str().unwrap() <= e["lastAttempt"].as_str().unwrap());
+        }
+    }
+    let down = dead_letters(&dlq("down"));
+    assert_eq!(down.len(), 2);
+    assert!(
+        down[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot connect"),
+        "{}",
+        down[0]["error"]
+    );
+    // The position moved past dead-lettered events: they count as finished.
+    assert!(std::fs::read_dir(run.path("state")).unwrap().count() == 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_can_be_replayed() {
+    let rejecting = http::receiver(http::always(400)).await;
+    let run = Run::new(
+        4,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\"}}\n    deadLetter: {{file: {}}}\n",
+            rejecting.url(),
+            "DLQ"
+        ),
+    );
+    let dlq = run.path("dlq.jsonl");
+    let run = Run {
+        yaml: run.yaml.replace("DLQ", &dlq.display().to_string()),
+        ..run
+    };
+    run.run_to_end().await;
+    assert_eq!(dead_letters(&dlq).len(), 4);
+
+    // The receiver is fixed: replay to it (a config pointing at the new one).
+    let accepting = http::receiver(http::always(202)).await;
+    let config = run.path("replay.yaml");
+    std::fs::write(
+        &config,
+        run.yaml.replace(&rejecting.url(), &accepting.url()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["deadletter", "replay", "-c"])
+        .arg(&config)
+        .args(["--receiver", "collector"])
+        .arg(&dlq)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "replayed 4 of 4 events to receiver collector\n"
+    );
+    let ids: HashSet<String> = accepting
+        .requests()
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, expected_ids(4));
+
+    // Replaying to a receiver that still rejects keeps what failed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["deadletter", "replay", "-c"])
+        .arg(config.with_file_name("none.yaml"))
+        .args(["--receiver", "collector"])
+        .arg(&dlq)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a missing config fails");
+    std::fs::write(run.path("still.yaml"), &run.yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["deadletter", "replay", "-c"])
+        .arg(run.path("still.yaml"))
+        .args(["--receiver", "collector"])
+        .arg(&dlq)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let remaining = dead_letters(&run.path("dlq.jsonl.remaining"));
+    assert_eq!(remaining.len(), 4);
+    assert_eq!(remaining[0]["error"], "rejected: HTTP 400");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_token_is_fetched_once_and_shared_by_concurrent_requests() {
+    // The token endpoint is slow: 16 requests in flight all wait for one fetch.
+    let tokens = http::token_server(3600, Duration::from_millis(300), 0).await;
+    let receiver = http::receiver(http::always(202)).await;
+    let run = Run::new(
+        40,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http:\n      endpoint: \"{}\"\n      concurrency: 16\n      oauth2: {{tokenUrl: \"{}\", clientId: {}, clientSecret: {}, scopes: [events:write], audience: collector}}\n",
+            receiver.url(),
+            tokens.url(),
+            http::CLIENT_ID,
+            http::CLIENT_SECRET
+        ),
+    );
+    let stats = run.run_to_end().await;
+    assert_eq!(Stats::get(&stats.delivered), 40);
+    assert_eq!(tokens.count(), 1, "one token request for all deliveries");
+    let body = tokens.bodies.lock().unwrap()[0].clone();
+    assert!(body.contains("grant_type=client_credentials"));
+    assert!(body.contains("scope=events%3Awrite"), "{body}");
+    assert!(body.contains("audience=collector"), "{body}");
+    assert!(
+        receiver
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer tok-0"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_fetches_a_new_token_once() {
+    let tokens = http::token_server(3600, Duration::ZERO, 0).await;
+    // The first token has been revoked.
+    let receiver = http::receiver(Arc::new(|_, r| {
+        if r.header("authorization") == Some("Bearer tok-0") {
+            Reply::status(401)
+        } else {
+            Reply::status(202)
+        }
+    }))
+    .await;
+    let run = Run::new(
+        5,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http:\n      endpoint: \"{}\"\n      concurrency: 1\n      oauth2: {{tokenUrl: \"{}\", clientId: {}, clientSecret: {}}}\n",
+            receiver.url(),
+            tokens.url(),
+            http::CLIENT_ID,
+            http::CLIENT_SECRET
+        ),
+    );
+    let stats = run.run_to_end().await;
+    assert_eq!(Stats::get(&stats.delivered), 5);
+    assert_eq!(
+        Stats::get(&stats.retries),
+        0,
+        "the 401 is answered inside one attempt"
+    );
+    assert_eq!(tokens.count(), 2);
+    assert_eq!(receiver.count(), 6, "one 401, then five accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_token_endpoint_is_retried_with_backoff_and_never_leaks_the_secret() {
+    let tokens = http::token_server(3600, Duration::ZERO, 2).await;
+    let receiver = http::receiver(http::always(202)).await;
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), format!("{}\n", http::CLIENT_SECRET)).unwrap();
+    let run = Run::new(
+        1,
+        &["collector", "wrong"],
+        &format!(
+            "  - name: collector\n    http:\n      endpoint: \"{url}\"\n      oauth2: {{tokenUrl: \"{tok}\", clientId: {id}, clientSecretFile: {file}}}\n    retry: {{initialBackoff: 20ms}}\n\
+             \x20 - name: wrong\n    http:\n      endpoint: \"{url}\"\n      oauth2: {{tokenUrl: \"{tok}\", clientId: {id}, clientSecret: not-the-secret}}\n    retry: {{maxRetries: 0, initialBackoff: 20ms}}\n    deadLetter: {{file: DLQ}}\n",
+            url = receiver.url(),
+            tok = tokens.url(),
+            id = http::CLIENT_ID,
+            file = secret_file.path().display(),
+        ),
+    );
+    let dlq = run.path("dlq.jsonl");
+    let run = Run {
+        yaml: run.yaml.replace("DLQ", &dlq.display().to_string()),
+        ..run
+    };
+    let stats = run.run_to_end().await;
+    assert_eq!(
+        Stats::get(&stats.delivered),
+        1,
+        "delivered once the token endpoint recovered"
+    );
+    let entries = dead_letters(&dlq);
+    assert_eq!(entries.len(), 1);
+    let error = entries[0]["error"].as_str().unwrap();
+    assert!(error.starts_with("token endpoint"), "{error}");
+    assert!(
+        !error.contains("not-the-secret") && !error.contains(http::CLIENT_SECRET),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn oauth2_tokens_are_refreshed_before_they_expire() {
+    use switchyard::sink::http::config::{OAuth2Spec, Secret, TlsSpec};
+    use switchyard::sink::http::oauth2::TokenSource;
+    let tokens = http::token_server(1, Duration::ZERO, 0).await;
+    let spec = OAuth2Spec {
+        token_url: tokens.url(),
+        client_id: http::CLIENT_ID.into(),
+        client_secret: Secret(http::CLIENT_SECRET.into()),
+        scopes: vec![],
+        audience: None,
+        tls: TlsSpec::default(),
+    };
+    let source = TokenSource::new(&spec, Duration::from_secs(5)).unwrap();
+    assert_eq!(source.token().await.unwrap(), "tok-0");
+    assert_eq!(source.token().await.unwrap(), "tok-0", "cached");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        source.token().await.unwrap(),
+        "tok-1",
+        "refreshed before the one-second lifetime ran out"
+    );
+    assert_eq!(tokens.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_does_not_slow_a_healthy_one() {
+    let healthy = http::receiver(http::always(202)).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let run = Run::new(
+        200,
+        &["healthy", "dead"],
+        &format!(
+            "  - name: healthy\n    http: {{endpoint: \"{}\", mode: batch, batch: {{maxEvents: 50, maxWait: 10ms}}}}\n\
+             \x20 - name: dead\n    http: {{endpoint: \"http://{closed}/\", timeout: 1s}}\n    retry: {{initialBackoff: 50ms, maxBackoff: 200ms}}\n",
+            healthy.url()
+        ),
+    );
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let yaml = run.yaml.clone();
+        async move {
+            let (compiled, _) = validate(&parse(&yaml).unwrap()).unwrap();
+            pipeline::run(compiled, shutdown).await.unwrap()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while healthy
+        .requests()
+        .iter()
+        .map(|r| r.json().as_array().unwrap().len())
+        .sum::<usize>()
+        < 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the healthy receiver was held back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    let stats = task.await.unwrap();
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "healthy receiver done while the dead one retries: {elapsed:?}"
+    );
+    assert_eq!(
+        Stats::get(&stats.delivered),
+        200,
+        "only the healthy receiver delivered"
+    );
+    assert!(Stats::get(&stats.retries) > 0);
+    assert_eq!(
+        std::fs::read_dir(run.path("state"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "no position past the dead receiver's events"
+    );
+}
