@@ -54,8 +54,22 @@ fn good_configs_validate() {
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("SWITCHYARD_TEST_CLUSTER", "test-cluster") };
     unsafe { std::env::set_var("CLUSTER_NAME", "test-cluster") };
+    for (name, value) in [
+        ("MONGODB_URI", "mongodb://127.0.0.1:27017/?replicaSet=rs0"),
+        (
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/x",
+        ),
+        ("TEAMS_WEBHOOK_URL", "https://example.webhook.office.com/x"),
+        ("OPSGENIE_API_KEY", "key"),
+        ("PD_ROUTING_KEY", "key"),
+    ] {
+        // SAFETY: as above.
+        unsafe { std::env::set_var(name, value) };
+    }
     let mut files = yaml_files("tests/testdata/config/good");
     files.extend(yaml_files("config"));
+    files.extend(yaml_files("config/examples"));
     files.extend(yaml_files("examples"));
     for path in files {
         let (ok, warnings) = diagnostics(&path);

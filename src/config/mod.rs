@@ -191,6 +191,9 @@ pub struct ReceiverConfig {
     /// POST CloudEvents to an HTTP endpoint (structured, binary or batch mode).
     #[serde(default)]
     pub http: Option<crate::sink::http::config::HttpSinkConfig>,
+    /// One request per event with a templated payload (Slack, Teams, …).
+    #[serde(default)]
+    pub webhook: Option<crate::sink::webhook::config::WebhookSinkConfig>,
     /// The receiver's queue.
     #[serde(default)]
     pub queue: QueueConfig,

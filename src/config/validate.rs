@@ -69,6 +69,7 @@ pub struct BatchSpec {
 pub enum ReceiverKind {
     Stdout,
     Http(Box<crate::sink::http::config::HttpSpec>),
+    Webhook(Box<crate::sink::webhook::config::WebhookSpec>),
     File {
         path: PathBuf,
         max_size: u64,
@@ -98,7 +99,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
             metadata.insert(key.clone(), Value::String(v));
         }
     }
-    let mapper = mapper(config, metadata, &mut diags);
+    let mapper = mapper(config, metadata.clone(), &mut diags);
     let source = source(&config.source, &mut diags);
 
     let mut receivers = Vec::new();
@@ -120,7 +121,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
             by_name.insert(&r.name.value, receivers.len());
         }
         // A broken receiver leaves `None`, keeping ids aligned with `by_name`.
-        receivers.push(receiver(r, &place, &mut diags));
+        receivers.push(receiver(r, &place, &metadata, &mut diags));
     }
 
     let mut used = vec![false; receivers.len()];
@@ -280,16 +281,26 @@ fn queue(q: &QueueConfig, place: &str, diags: &mut Diagnostics) -> QueueSpec {
     }
 }
 
-fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<ReceiverSpec> {
+fn receiver(
+    r: &ReceiverConfig,
+    place: &str,
+    metadata: &Map<String, Value>,
+    diags: &mut Diagnostics,
+) -> Option<ReceiverSpec> {
     let at = Some(r.name.referenced);
-    let kinds = [r.stdout.is_some(), r.file.is_some(), r.http.is_some()];
+    let kinds = [
+        r.stdout.is_some(),
+        r.file.is_some(),
+        r.http.is_some(),
+        r.webhook.is_some(),
+    ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
         0 => {
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook",
                     r.name.value
                 ),
             );
@@ -299,7 +310,7 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook",
                     r.name.value
                 ),
             );
@@ -353,6 +364,15 @@ fn receiver(r: &ReceiverConfig, place: &str, diags: &mut Diagnostics) -> Option<
         batch = Some(b);
         concurrency = c;
         ReceiverKind::Http(Box::new(spec))
+    } else if let Some(w) = &r.webhook {
+        let (spec, c) = w.compile(place, metadata, diags)?;
+        batch = Some(BatchSpec {
+            max_events: 1,
+            max_bytes: None,
+            max_wait: std::time::Duration::ZERO,
+        });
+        concurrency = c;
+        ReceiverKind::Webhook(Box::new(spec))
     } else {
         ReceiverKind::Stdout
     };

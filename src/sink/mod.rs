@@ -7,6 +7,7 @@ mod file;
 pub mod http;
 pub mod status;
 mod stdout;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,12 @@ pub fn build(spec: &ReceiverSpec) -> Result<Arc<dyn Sink>, BuildError> {
             receiver: spec.name.clone(),
             reason,
         })?),
+        ReceiverKind::Webhook(w) => {
+            Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
+                receiver: spec.name.clone(),
+                reason,
+            })?)
+        }
     })
 }
 

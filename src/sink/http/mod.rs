@@ -21,26 +21,29 @@ use crate::event::Event;
 pub const STRUCTURED: &str = "application/cloudevents+json; charset=utf-8";
 pub const BATCH: &str = "application/cloudevents-batch+json; charset=utf-8";
 
-pub struct HttpSink {
-    endpoint: Secret,
-    mode: HttpMode,
+/// What every HTTP-speaking receiver shares: the client (TLS), fixed
+/// headers, the OAuth2 token source, and the one answer policy.
+pub struct Transport {
     client: reqwest::Client,
     headers: HeaderMap,
     tokens: Option<Arc<TokenSource>>,
 }
 
-impl HttpSink {
-    pub fn new(spec: &HttpSpec) -> Result<Self, String> {
-        let client = client::build(&spec.tls, spec.timeout, true, "http receiver")?;
-        let tokens = match &spec.oauth2 {
-            Some(o) => Some(Arc::new(TokenSource::new(o, spec.timeout)?)),
+impl Transport {
+    pub fn new(
+        tls: &config::TlsSpec,
+        timeout: std::time::Duration,
+        headers: &[(String, Secret)],
+        oauth2: Option<&config::OAuth2Spec>,
+    ) -> Result<Self, String> {
+        let client = client::build(tls, timeout, true, "http receiver")?;
+        let tokens = match oauth2 {
+            Some(o) => Some(Arc::new(TokenSource::new(o, timeout)?)),
             None => None,
         };
         Ok(Self {
-            endpoint: spec.endpoint.clone(),
-            mode: spec.mode,
             client,
-            headers: header_map(&spec.headers)?,
+            headers: header_map(headers)?,
             tokens,
         })
     }
@@ -49,8 +52,15 @@ impl HttpSink {
         self.tokens.as_ref()
     }
 
-    /// One request; with OAuth2, a 401 fetches a new token and tries once more.
-    async fn send(&self, headers: HeaderMap, body: Vec<u8>) -> Delivery {
+    /// One request; with OAuth2, a 401 fetches a new token and tries once
+    /// more. Errors never include the URL (it may hold a secret).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Delivery {
         let mut retried_401 = false;
         loop {
             let token = match &self.tokens {
@@ -62,7 +72,7 @@ impl HttpSink {
             };
             let mut request = self
                 .client
-                .post(&self.endpoint.0)
+                .request(method.clone(), url)
                 .headers(self.headers.clone())
                 .headers(headers.clone());
             if let Some(token) = &token {
@@ -88,6 +98,37 @@ impl HttpSink {
                 .map(str::to_owned);
             return status::classify(code, retry_after.as_deref());
         }
+    }
+}
+
+pub struct HttpSink {
+    endpoint: Secret,
+    mode: HttpMode,
+    transport: Transport,
+}
+
+impl HttpSink {
+    pub fn new(spec: &HttpSpec) -> Result<Self, String> {
+        Ok(Self {
+            endpoint: spec.endpoint.clone(),
+            mode: spec.mode,
+            transport: Transport::new(
+                &spec.tls,
+                spec.timeout,
+                &spec.headers,
+                spec.oauth2.as_ref(),
+            )?,
+        })
+    }
+
+    pub fn tokens(&self) -> Option<&Arc<TokenSource>> {
+        self.transport.tokens()
+    }
+
+    async fn send(&self, headers: HeaderMap, body: Vec<u8>) -> Delivery {
+        self.transport
+            .send(reqwest::Method::POST, &self.endpoint.0, headers, body)
+            .await
     }
 }
 
