@@ -625,3 +625,44 @@ async fn a_dead_receiver_does_not_slow_a_healthy_one() {
         "no position past the dead receiver's events"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    // A redirect could move the events and headers from https to http, or
+    // turn the POST into a GET that looks delivered: it is a rejection.
+    let target = http::receiver(http::always(202)).await;
+    let location = target.url();
+    let redirecting = http::receiver(Arc::new(move |n, _| {
+        let status = [307, 302, 301][n % 3];
+        Reply::status(status).with_header("location", location.clone())
+    }))
+    .await;
+    let run = Run::new(
+        3,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\", concurrency: 1, headers: {{X-Api-Key: sekrit}}}}\n    deadLetter: {{file: DLQ}}\n",
+            redirecting.url()
+        ),
+    );
+    let dlq = run.path("dlq.jsonl");
+    let run = Run {
+        yaml: run.yaml.replace("DLQ", &dlq.display().to_string()),
+        ..run
+    };
+    let stats = run.run_to_end().await;
+    assert_eq!(Stats::get(&stats.delivered), 0);
+    assert_eq!(target.count(), 0, "nothing reached the redirect target");
+    let errors: Vec<String> = dead_letters(&dlq)
+        .iter()
+        .map(|e| e["error"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "rejected: HTTP 307",
+            "rejected: HTTP 302",
+            "rejected: HTTP 301"
+        ]
+    );
+}

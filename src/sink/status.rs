@@ -1,6 +1,7 @@
 //! The one policy for HTTP answers, shared by every HTTP-speaking receiver:
 //! 2xx delivered; 408, 429 and 5xx retried (honouring `Retry-After`); any
-//! other status rejected at once.
+//! other status — other 4xx, and 3xx, since redirects are not followed —
+//! rejected at once.
 
 use std::time::{Duration, SystemTime};
 
@@ -43,7 +44,7 @@ mod tests {
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(matches!(classify(s, None), Delivery::Retry { .. }), "{s}");
         }
-        for s in [400, 401, 403, 404, 409, 413, 422] {
+        for s in [301, 302, 307, 400, 401, 403, 404, 409, 413, 422] {
             assert_eq!(
                 classify(s, None),
                 Delivery::Reject(format!("HTTP {s}")),

@@ -7,20 +7,13 @@ use tracing::warn;
 
 use super::config::TlsSpec;
 
-/// `follow_redirects: false` for token endpoints (no redirect of a secret).
-pub fn build(
-    tls: &TlsSpec,
-    timeout: Duration,
-    follow_redirects: bool,
-    what: &str,
-) -> Result<reqwest::Client, String> {
-    let redirects = if follow_redirects {
-        reqwest::redirect::Policy::limited(5)
-    } else {
-        reqwest::redirect::Policy::none()
-    };
+/// Never follows redirects: a redirect could carry the body and headers
+/// from https to http, and a 301/302/303 would turn the POST into a GET
+/// without the events and still look like a success. A 3xx answer is
+/// rejected by the status policy instead.
+pub fn build(tls: &TlsSpec, timeout: Duration, what: &str) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
-        .redirect(redirects)
+        .redirect(reqwest::redirect::Policy::none())
         .use_rustls_tls()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -45,7 +38,18 @@ pub fn build(
         );
         builder = builder.danger_accept_invalid_certs(true);
     }
-    builder.build().map_err(|e| e.without_url().to_string())
+    builder.build().map_err(|e| chain(&e.without_url()))
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }
 
 /// A reqwest error, described without its URL (which may carry a secret).
@@ -59,12 +63,5 @@ pub fn describe(e: reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let e = e.without_url();
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        detail = format!("{detail}: {s}");
-        source = s.source();
-    }
-    format!("{kind} ({detail})")
+    format!("{kind} ({})", chain(&e.without_url()))
 }

@@ -244,9 +244,28 @@ impl TlsConfig {
                     (Some(mut cert), Some(key)) => {
                         cert.push(b'\n');
                         cert.extend_from_slice(&key);
-                        if reqwest::Identity::from_pem(&cert).is_err() {
-                            diags.error(Some(c.referenced), format!("{place}.certFile/keyFile: not a PEM certificate and private key"));
-                            ok = false;
+                        match reqwest::Identity::from_pem(&cert) {
+                            Err(_) => {
+                                diags.error(Some(c.referenced), format!("{place}.certFile/keyFile: not a PEM certificate and private key"));
+                                ok = false;
+                            }
+                            // rustls checks that the key belongs to the certificate when a client is built.
+                            Ok(identity) => {
+                                if let Err(e) = reqwest::Client::builder()
+                                    .use_rustls_tls()
+                                    .identity(identity)
+                                    .build()
+                                {
+                                    let mut reason = e.to_string();
+                                    let mut source = std::error::Error::source(&e);
+                                    while let Some(s) = source {
+                                        reason = format!("{reason}: {s}");
+                                        source = s.source();
+                                    }
+                                    diags.error(Some(c.referenced), format!("{place}.certFile/keyFile: unusable client certificate ({reason})"));
+                                    ok = false;
+                                }
+                            }
                         }
                         Some(Secret(String::from_utf8_lossy(&cert).into_owned()))
                     }
@@ -348,6 +367,13 @@ impl HttpSinkConfig {
         let tls = self
             .tls
             .compile(&format!("{place}.tls"), self.endpoint.referenced, diags);
+        warn_plain_tls(
+            &self.tls,
+            endpoint.as_deref(),
+            &place,
+            self.endpoint.referenced,
+            diags,
+        );
         let oauth2 = match &self.oauth2 {
             Some(o) => Some(o.compile(&format!("{place}.oauth2"), diags)?),
             None => None,
@@ -391,5 +417,22 @@ impl HttpSinkConfig {
             oauth2,
         };
         Some((spec, batch, self.concurrency.max(1)))
+    }
+}
+
+/// TLS settings on an `http://` endpoint do nothing: say so.
+pub fn warn_plain_tls(
+    tls: &TlsConfig,
+    endpoint: Option<&str>,
+    place: &str,
+    at: serde_saphyr::Location,
+    diags: &mut Diagnostics,
+) {
+    let has_tls = tls.ca_file.is_some() || tls.cert_file.is_some() || tls.insecure_skip_verify;
+    if has_tls && endpoint.is_some_and(|e| e.starts_with("http://")) {
+        diags.warning(
+            Some(at),
+            format!("{place}.tls: the endpoint is http://, so these TLS settings are not used"),
+        );
     }
 }

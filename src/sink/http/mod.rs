@@ -36,7 +36,7 @@ impl Transport {
         headers: &[(String, Secret)],
         oauth2: Option<&config::OAuth2Spec>,
     ) -> Result<Self, String> {
-        let client = client::build(tls, timeout, true, "http receiver")?;
+        let client = client::build(tls, timeout, "http receiver")?;
         let tokens = match oauth2 {
             Some(o) => Some(Arc::new(TokenSource::new(o, timeout)?)),
             None => None,
@@ -240,12 +240,12 @@ pub fn binary(event: &Event) -> (HeaderMap, Vec<u8>) {
     (headers, body)
 }
 
-/// The CloudEvents HTTP binding: header values are percent-encoded outside
-/// printable ASCII, and `%` and `"` themselves.
+/// The CloudEvents HTTP binding (3.1.3.2): header values are percent-encoded
+/// outside U+0021–U+007E, and space, `%` and `"` themselves.
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' && b != b'"' {
+        if (0x21..0x7f).contains(&b) && b != b'%' && b != b'"' {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -265,7 +265,7 @@ mod tests {
             .id("1")
             .ty("t")
             .source("nvsentinel://c/healthevents")
-            .subject("gpu-nöde")
+            .subject("gpu nöde")
             .extension("tenant", "acme")
             .time("2026-10-01T00:00:00.65Z")
             .data("application/json", serde_json::json!({"a": 1}))
@@ -276,7 +276,7 @@ mod tests {
         assert_eq!(h["ce-id"], "1");
         assert_eq!(h["ce-type"], "t");
         assert_eq!(h["ce-source"], "nvsentinel://c/healthevents");
-        assert_eq!(h["ce-subject"], "gpu-n%C3%B6de");
+        assert_eq!(h["ce-subject"], "gpu%20n%C3%B6de");
         assert_eq!(h["ce-tenant"], "acme");
         assert_eq!(h["ce-time"], "2026-10-01T00:00:00.650Z");
         assert_eq!(h[CONTENT_TYPE], "application/json");

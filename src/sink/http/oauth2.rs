@@ -52,8 +52,7 @@ impl TokenSource {
         let client = BasicClient::new(ClientId::new(spec.client_id.clone()))
             .set_client_secret(ClientSecret::new(spec.client_secret.0.clone()))
             .set_token_uri(token_url);
-        // No redirects from a token endpoint (the crate's advice against SSRF).
-        let http = super::client::build(&spec.tls, timeout, false, "oauth2 token endpoint")?;
+        let http = super::client::build(&spec.tls, timeout, "oauth2 token endpoint")?;
         Ok(Self {
             client,
             http,
