@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,57 +14,7 @@ use switchyard::pipeline::{self, Stats};
 use tokio_util::sync::CancellationToken;
 
 use support::http::{self, Reply};
-
-const SAMPLES: &str = include_str!("../examples/health-events.jsonl");
-
-/// A file source of `n` sample documents, routed to every receiver named in
-/// `route_to`, with the receivers in `receivers_yaml`.
-struct Run {
-    dir: tempfile::TempDir,
-    yaml: String,
-}
-
-impl Run {
-    fn new(n: usize, route_to: &[&str], receivers_yaml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("input.jsonl");
-        let lines: Vec<&str> = SAMPLES.lines().take(n).collect();
-        std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-        let rules: Vec<String> = route_to
-            .iter()
-            .map(|r| format!("{{receiver: {r}}}"))
-            .collect();
-        let yaml = format!(
-            "metadata: {{cluster: test}}\n\
-             source: {{file: {{path: {input}}}}}\n\
-             state: {{dir: {state}}}\n\
-             shutdownTimeout: 2s\n\
-             route: {{match: [{rules}]}}\n\
-             receivers:\n{receivers_yaml}",
-            input = input.display(),
-            state = dir.path().join("state").display(),
-            rules = rules.join(", "),
-        );
-        Self { dir, yaml }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs until the file is exported (or `shutdown` fires).
-    async fn run(&self, shutdown: CancellationToken) -> Arc<Stats> {
-        let (compiled, _) =
-            validate(&parse(&self.yaml).unwrap()).unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
-        pipeline::run(compiled, shutdown).await.unwrap()
-    }
-
-    async fn run_to_end(&self) -> Arc<Stats> {
-        tokio::time::timeout(Duration::from_secs(60), self.run(CancellationToken::new()))
-            .await
-            .expect("finishes")
-    }
-}
+use support::pipeline::{Run, SAMPLES, dead_letters};
 
 fn expected_ids(n: usize) -> HashSet<String> {
     let mapped = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -86,14 +35,6 @@ fn expected_ids(n: usize) -> HashSet<String> {
     let out = mapped.wait_with_output().unwrap();
     support::ids_in(&String::from_utf8(out.stdout).unwrap())
         .into_iter()
-        .collect()
-}
-
-fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 

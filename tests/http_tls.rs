@@ -7,69 +7,15 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::{self, Stats};
-use tokio_util::sync::CancellationToken;
+use switchyard::pipeline::Stats;
 
 use support::http;
+use support::pipeline::{Run, dead_letters};
 use support::tls::{self, ClientAuth, Pki};
-
-const SAMPLES: &str = include_str!("../examples/health-events.jsonl");
-
-/// A file source of `n` sample documents, routed to every receiver named in
-/// `route_to`, with the receivers in `receivers_yaml` (where `@DIR@` stands
-/// for the run's temporary directory).
-struct Run {
-    dir: tempfile::TempDir,
-    yaml: String,
-}
-
-impl Run {
-    fn new(n: usize, route_to: &[&str], receivers_yaml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("input.jsonl");
-        let lines: Vec<&str> = SAMPLES.lines().take(n).collect();
-        std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-        let rules: Vec<String> = route_to
-            .iter()
-            .map(|r| format!("{{receiver: {r}}}"))
-            .collect();
-        let yaml = format!(
-            "metadata: {{cluster: test}}\n\
-             source: {{file: {{path: {input}}}}}\n\
-             state: {{dir: {state}}}\n\
-             shutdownTimeout: 2s\n\
-             route: {{match: [{rules}]}}\n\
-             receivers:\n{receivers}",
-            input = input.display(),
-            state = dir.path().join("state").display(),
-            rules = rules.join(", "),
-            receivers = receivers_yaml.replace("@DIR@", &dir.path().display().to_string()),
-        );
-        Self { dir, yaml }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    async fn run_to_end(&self) -> Arc<Stats> {
-        let (compiled, _) =
-            validate(&parse(&self.yaml).unwrap()).unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            pipeline::run(compiled, CancellationToken::new()),
-        )
-        .await
-        .expect("finishes")
-        .unwrap()
-    }
-}
 
 /// An `http` receiver entry: `tls` and `oauth2` are YAML flow maps (or empty
 /// for none); one retry, then the dead letter file `@DIR@/NAME.dlq.jsonl`.
@@ -89,14 +35,6 @@ fn receiver_yaml(name: &str, endpoint: &str, tls: &str, oauth2: &str) -> String 
 /// `"PATH"`, for a YAML flow map.
 fn quoted(path: &Path) -> String {
     format!("\"{}\"", path.display())
-}
-
-fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Every request is one structured CloudEvent; the distinct ids.
@@ -332,7 +270,7 @@ async fn oauth2_token_endpoint_over_mutual_tls_with_its_own_tls_settings() {
     let receiver = tls::receiver(http::always(202), ClientAuth::None).await;
     let pki = &receiver.pki;
     // The token endpoint wants a client certificate (RFC 8705 style).
-    let (token_app, token_requests) = tls::token_router();
+    let (token_app, token_requests, _) = http::token_router(3600, std::time::Duration::ZERO, 0);
     let token_server = tls::serve(pki, token_app, ClientAuth::Required).await;
     let token_url = format!("https://127.0.0.1:{}/token", token_server.addr.port());
     let ca = quoted(&pki.ca);

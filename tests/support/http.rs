@@ -208,7 +208,13 @@ async fn token(State(s): State<TokenState>, headers: HeaderMap, body: String) ->
     .into_response()
 }
 
-pub async fn token_server(lifetime: u64, delay: Duration, fail_first: usize) -> TokenServer {
+/// The token endpoint as a router (to serve over plain HTTP or TLS), with
+/// its request counter and the request bodies.
+pub fn token_router(
+    lifetime: u64,
+    delay: Duration,
+    fail_first: usize,
+) -> (axum::Router, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
     let requests = Arc::new(AtomicUsize::new(0));
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let state = TokenState {
@@ -221,6 +227,11 @@ pub async fn token_server(lifetime: u64, delay: Duration, fail_first: usize) -> 
     let app = axum::Router::new()
         .route("/token", axum::routing::post(token))
         .with_state(state);
+    (app, requests, bodies)
+}
+
+pub async fn token_server(lifetime: u64, delay: Duration, fail_first: usize) -> TokenServer {
+    let (app, requests, bodies) = token_router(lifetime, delay, fail_first);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

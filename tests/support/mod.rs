@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod mongo;
+pub mod pipeline;
 pub mod tls;
 
 /// The `id` of each JSON line in `text` (CloudEvents, or `route test` rows).

@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -24,7 +22,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 
-use super::http::{CLIENT_ID, CLIENT_SECRET, Recorded, Responder};
+use super::http::{Recorded, Responder};
 
 /// A test CA, a server and a client certificate signed by it, as PEM files
 /// in a temporary directory (removed on drop).
@@ -243,48 +241,4 @@ pub async fn receiver_with(pki: Pki, responder: Responder, client_auth: ClientAu
         server,
         requests,
     }
-}
-
-/// A token endpoint for the client credentials grant (`POST /token`, HTTP
-/// Basic client authentication with [`CLIENT_ID`]/[`CLIENT_SECRET`]),
-/// answering `tok-N` valid an hour; and the count of requests it answered.
-pub fn token_router() -> (axum::Router, Arc<AtomicUsize>) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
-    let app = axum::Router::new().route(
-        "/token",
-        axum::routing::post(move |headers: HeaderMap, body: String| async move {
-            use base64::Engine;
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            let expected = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
-            );
-            let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
-                == Some(expected.as_str());
-            let response: Response = if !authorized {
-                (
-                    StatusCode::UNAUTHORIZED,
-                    axum::Json(serde_json::json!({"error": "invalid_client"})),
-                )
-                    .into_response()
-            } else if !body.contains("grant_type=client_credentials") {
-                (
-                    StatusCode::BAD_REQUEST,
-                    axum::Json(serde_json::json!({"error": "unsupported_grant_type"})),
-                )
-                    .into_response()
-            } else {
-                axum::Json(serde_json::json!({
-                    "access_token": format!("tok-{n}"),
-                    "token_type": "bearer",
-                    "expires_in": 3600,
-                }))
-                .into_response()
-            };
-            response
-        }),
-    );
-    (app, count)
 }

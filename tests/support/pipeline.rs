@@ -1,0 +1,76 @@
+//! The real pipeline in-process over a file of sample documents: the
+//! harness of the receiver tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard::config::{parse, validate};
+use switchyard::pipeline::{self, Stats};
+use tokio_util::sync::CancellationToken;
+
+pub const SAMPLES: &str = include_str!("../../examples/health-events.jsonl");
+
+/// A file source of the first `n` sample documents, routed to every
+/// receiver named in `route_to`, with the receivers in `receivers_yaml`
+/// (where `@DIR@` stands for the run's temporary directory).
+pub struct Run {
+    pub dir: tempfile::TempDir,
+    pub yaml: String,
+}
+
+impl Run {
+    pub fn new(n: usize, route_to: &[&str], receivers_yaml: &str) -> Self {
+        let lines: Vec<&str> = SAMPLES.lines().take(n).collect();
+        Self::with_documents(&lines, route_to, receivers_yaml)
+    }
+
+    pub fn with_documents(documents: &[&str], route_to: &[&str], receivers_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("input.jsonl");
+        std::fs::write(&input, documents.join("\n") + "\n").unwrap();
+        let rules: Vec<String> = route_to
+            .iter()
+            .map(|r| format!("{{receiver: {r}}}"))
+            .collect();
+        let yaml = format!(
+            "metadata: {{cluster: test}}\n\
+             source: {{file: {{path: {input}}}}}\n\
+             state: {{dir: {state}}}\n\
+             shutdownTimeout: 2s\n\
+             route: {{match: [{rules}]}}\n\
+             receivers:\n{receivers}",
+            input = input.display(),
+            state = dir.path().join("state").display(),
+            rules = rules.join(", "),
+            receivers = receivers_yaml.replace("@DIR@", &dir.path().display().to_string()),
+        );
+        Self { dir, yaml }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs until the file is exported (or `shutdown` fires).
+    pub async fn run(&self, shutdown: CancellationToken) -> Arc<Stats> {
+        let (compiled, _) =
+            validate(&parse(&self.yaml).unwrap()).unwrap_or_else(|e| panic!("{e}\n{}", self.yaml));
+        pipeline::run(compiled, shutdown).await.unwrap()
+    }
+
+    pub async fn run_to_end(&self) -> Arc<Stats> {
+        tokio::time::timeout(Duration::from_secs(60), self.run(CancellationToken::new()))
+            .await
+            .expect("finishes")
+    }
+}
+
+/// The lines of a dead letter file (none if it does not exist).
+pub fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
