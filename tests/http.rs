@@ -607,3 +607,98 @@ async fn redirects_are_not_followed() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_retried() {
+    // The first answer comes after the client's timeout.
+    let receiver = http::receiver(Arc::new(|n, _| {
+        if n == 0 {
+            Reply::status(202).after(Duration::from_secs(2))
+        } else {
+            Reply::status(202)
+        }
+    }))
+    .await;
+    let run = Run::new(
+        1,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\", timeout: 300ms}}\n    retry: {{initialBackoff: 10ms}}\n",
+            receiver.url()
+        ),
+    );
+    let stats = run.run_to_end().await;
+    assert_eq!(Stats::get(&stats.delivered), 1);
+    assert_eq!(Stats::get(&stats.retries), 1);
+    assert_eq!(receiver.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_finishing_out_of_order_keep_the_position_ordered() {
+    // The first event's delivery is held back while the 99 after it finish.
+    let first: serde_json::Value = serde_json::from_str(SAMPLES.lines().next().unwrap()).unwrap();
+    let first_id = switchyard::mapping::derive_id(
+        "nvsentinel",
+        first["_id"]["$oid"].as_str().unwrap().as_bytes(),
+    );
+    let receiver = http::receiver(Arc::new(move |_, r| {
+        let held = r.json()["id"] == first_id.as_str();
+        Reply::status(202).after(if held {
+            Duration::from_millis(1500)
+        } else {
+            Duration::ZERO
+        })
+    }))
+    .await;
+    let run = Run::new(
+        100,
+        &["collector"],
+        &format!(
+            "  - name: collector\n    http: {{endpoint: \"{}\", concurrency: 16}}\n",
+            receiver.url()
+        ),
+    );
+    let run = Run {
+        yaml: run
+            .yaml
+            .replace("state: {dir: ", "state: {flushInterval: 20ms, dir: "),
+        ..run
+    };
+    let task = tokio::spawn({
+        let yaml = run.yaml.clone();
+        async move {
+            pipeline::run(
+                validate(&parse(&yaml).unwrap()).unwrap().0,
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap()
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.count() < 100 {
+        assert!(Instant::now() < deadline, "not all requests arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // ten checkpoint intervals
+    let state = run.path("state");
+    let saved_early = std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        saved_early, 0,
+        "99 finished events do not move the position past the unfinished first one"
+    );
+    task.await.unwrap();
+    let position = std::fs::read_dir(&state)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(position).unwrap()).unwrap();
+    let input_len = std::fs::metadata(run.path("input.jsonl")).unwrap().len();
+    assert_eq!(
+        saved["offset"], input_len,
+        "and once it finishes, the position reaches the end"
+    );
+}
