@@ -55,14 +55,24 @@ fn default_concurrency() -> usize {
     10
 }
 
-/// The payload of a webhook.
-#[derive(Debug, Clone)]
+/// The payload of a webhook. Its text may hold an expanded secret (a
+/// routing key), so `Debug` does not show it.
+#[derive(Clone)]
 pub enum Payload {
     Layout(Value),
     Body {
         template: String,
         content_type: String,
     },
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Layout(_) => f.write_str("Layout(***)"),
+            Self::Body { content_type, .. } => write!(f, "Body({content_type}, ***)"),
+        }
+    }
 }
 
 /// A validated webhook. The endpoint may hold a secret: never logged.
@@ -207,5 +217,29 @@ fn expand_leaves(value: &Value, place: &str, errors: &mut Vec<String>) -> Value 
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, validate};
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        // SAFETY: only this test reads these variables.
+        unsafe {
+            std::env::set_var("SWITCHYARD_TEST_PD_KEY", "pd-secret-key");
+            std::env::set_var(
+                "SWITCHYARD_TEST_HOOK",
+                "https://hooks.example.com/T0/B0/hook-secret",
+            );
+        }
+        let yaml = "metadata: {cluster: c}\nsource: {stdin: {}}\nroute: {match: [{receiver: pd}, {receiver: hook}]}\nreceivers:\n  \
+            - name: pd\n    webhook: {endpoint: https://events.example.com/v2/enqueue, headers: {X-Key: \"${SWITCHYARD_TEST_PD_KEY}\"}, layout: {routing_key: \"${SWITCHYARD_TEST_PD_KEY}\"}}\n  \
+            - name: hook\n    http: {endpoint: \"${SWITCHYARD_TEST_HOOK}\", oauth2: {tokenUrl: \"https://auth.example.com/t\", clientId: c, clientSecret: \"${SWITCHYARD_TEST_PD_KEY}\"}}\n";
+        let (compiled, _) = validate(&parse(yaml).unwrap()).unwrap();
+        let debug = format!("{compiled:?}");
+        assert!(!debug.contains("pd-secret-key"), "{debug}");
+        assert!(!debug.contains("hook-secret"), "{debug}");
     }
 }
