@@ -250,7 +250,8 @@ pub struct QueueConfig {
     /// Events buffered for this receiver; when full, the source waits.
     #[serde(default = "default_queue_events")]
     pub max_events: usize,
-    /// At most this many queued events are handed to the receiver at once.
+    /// At most this many queued events are handed to a `stdout` or `file`
+    /// receiver at once (HTTP receivers batch by `http.batch`).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
 }
