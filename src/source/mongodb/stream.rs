@@ -91,10 +91,8 @@ pub async fn run(connection: Arc<Connection>, ctx: SourceContext) -> Result<(), 
             let coll = client
                 .database(&spec.database)
                 .collection::<Document>(&spec.collection);
-            if state.recovering {
-                recover(&connection, &coll, &mut state, &ctx).await?;
-            } else if state.token.is_none() {
-                first_start(&connection, &coll, &mut state, &ctx).await?;
+            if state.recovering || state.token.is_none() {
+                resync(&connection, &coll, &mut state, &ctx).await?;
             }
             stream(&connection, &coll, &mut state, &ctx, &mut backoff).await
         }
@@ -139,7 +137,11 @@ async fn open_token(
     })
 }
 
-async fn first_start(
+/// Opens a new stream (its start token), sends the history it does not
+/// cover, and checkpoints its start. On first start the history is the
+/// backfill window (if enabled); after a lost token it is everything since
+/// the last event's time.
+async fn resync(
     connection: &Connection,
     coll: &Collection<Document>,
     state: &mut State,
@@ -148,44 +150,28 @@ async fn first_start(
     let token = open_token(connection, coll).await?;
     let opened = Utc::now();
     let spec = &connection.spec().backfill;
-    if spec.enabled {
-        let from = window_start(connection, opened);
-        info!(from = %from, max_events = spec.max_events, "first start: backfilling history, then streaming");
-        backfill(
-            connection,
-            coll,
-            from,
-            Some(spec.max_events),
-            opened,
-            state,
-            ctx,
-        )
-        .await?;
-    } else {
-        info!("first start: streaming from now (backfill disabled)");
-    }
-    checkpoint(state, token, ctx).await
-}
-
-async fn recover(
-    connection: &Connection,
-    coll: &Collection<Document>,
-    state: &mut State,
-    ctx: &SourceContext,
-) -> Result<(), Stop> {
-    let token = open_token(connection, coll).await?;
-    let opened = Utc::now();
-    let from = match state.last_time {
-        Some(t) => t,
-        None => {
+    let window = if state.recovering {
+        let from = state.last_time.unwrap_or_else(|| {
             let from = window_start(connection, opened);
             warn!(from = %from, "no last event time saved with the lost token; backfilling maxAge of history");
             from
-        }
+        });
+        Some((from, None))
+    } else if spec.enabled {
+        let from = window_start(connection, opened);
+        info!(from = %from, max_events = spec.max_events, "first start: backfilling history, then streaming");
+        Some((from, Some(spec.max_events)))
+    } else {
+        info!("first start: streaming from now (backfill disabled)");
+        None
     };
-    backfill(connection, coll, from, None, opened, state, ctx).await?;
-    state.recovering = false;
-    info!("recovered from the lost resume token; streaming again");
+    if let Some((from, limit)) = window {
+        backfill(connection, coll, from, limit, opened, state, ctx).await?;
+    }
+    if state.recovering {
+        state.recovering = false;
+        info!("recovered from the lost resume token; streaming again");
+    }
     checkpoint(state, token, ctx).await
 }
 
