@@ -10,15 +10,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::{self, Stats};
-use tokio_util::sync::CancellationToken;
+use switchyard::pipeline::Stats;
 
-const SAMPLES: &str = include_str!("../examples/health-events.jsonl");
+mod support;
+
+use support::pipeline::{Run, SAMPLES};
 
 /// How many sample documents are exported.
 const EVENTS: usize = 25;
@@ -116,9 +116,8 @@ fn sample_lines() -> Vec<&'static str> {
     lines.into_iter().step_by(stride).take(EVENTS).collect()
 }
 
-fn config(dir: &Path, lines: &[&str], receiver: &PyReceiver) -> String {
-    let input = dir.join("input.jsonl");
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+/// The shared pipeline harness with the three receivers, every event to each.
+fn run(lines: &[&str], receiver: &PyReceiver) -> Run {
     let mut receivers = String::new();
     for (name, mode) in MODES {
         // A query string too: the receiver must tell the path from it.
@@ -127,21 +126,8 @@ fn config(dir: &Path, lines: &[&str], receiver: &PyReceiver) -> String {
             url = receiver.url(&format!("events/{name}")),
         );
     }
-    let rules: Vec<String> = MODES
-        .iter()
-        .map(|(name, _)| format!("{{receiver: {name}}}"))
-        .collect();
-    format!(
-        "metadata: {{cluster: test, environment: sdk-check}}\n\
-         source: {{file: {{path: {input}}}}}\n\
-         state: {{dir: {state}}}\n\
-         shutdownTimeout: 2s\n\
-         route: {{match: [{rules}]}}\n\
-         receivers:\n{receivers}",
-        input = input.display(),
-        state = dir.join("state").display(),
-        rules = rules.join(", "),
-    )
+    let names: Vec<&str> = MODES.iter().map(|(name, _)| *name).collect();
+    Run::with_documents(lines, &names, &receivers)
 }
 
 /// What Switchyard itself makes of each document, by id, as the JSON of the
@@ -216,18 +202,10 @@ async fn the_python_cloudevents_sdk_accepts_every_mode_and_sees_the_mapped_event
     let receiver = PyReceiver::start(dir.path().join("sdk.jsonl"));
     let lines = sample_lines();
     assert_eq!(lines.len(), EVENTS);
-    let yaml = config(dir.path(), &lines, &receiver);
-    let expected = expected_events(&yaml, &lines);
+    let run = run(&lines, &receiver);
+    let expected = expected_events(&run.yaml, &lines);
     assert_eq!(expected.len(), EVENTS);
-
-    let (compiled, _) = validate(&parse(&yaml).unwrap()).unwrap();
-    let stats = tokio::time::timeout(
-        Duration::from_secs(60),
-        pipeline::run(compiled, CancellationToken::new()),
-    )
-    .await
-    .expect("the pipeline finishes")
-    .unwrap();
+    let stats = run.run_to_end().await;
 
     let records = receiver.records();
     let errors: Vec<&Value> = records
