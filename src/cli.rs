@@ -1,4 +1,5 @@
-//! The `switchyard` command line: `run`, `validate`, `route test`.
+//! The `switchyard` command line: `run`, `validate`, `route test`,
+//! `deadletter replay`, `plugin check`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Compiled, Diagnostics};
 use crate::event::AttributesReader;
+use crate::plugin::{PluginSpec, Plugins};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -19,6 +21,8 @@ Examples:
                                                 show which receivers each event reaches
   switchyard deadletter replay -c switchyard.yaml --receiver collector dlq.jsonl
                                                 send dead-lettered events again
+  switchyard plugin check plugins/dist/redact.wasm -c switchyard.yaml
+                                                which world a plugin implements, what it imports
   RUST_LOG=switchyard=debug switchyard run      more detail in the log";
 
 /// Switchyard: reads events where they are born, routes them through a YAML
@@ -65,6 +69,25 @@ pub enum Command {
     /// Dead letter commands.
     #[command(subcommand)]
     Deadletter(DeadletterCommand),
+    /// WebAssembly plugin commands.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin: print the world it implements and the imports it
+    /// needs with what the host grants each, instantiate it, and fail
+    /// (exit 1) if it cannot run as configured — e.g. it makes HTTP requests
+    /// and the config grants it no allowedHosts.
+    Check {
+        /// The component (`.wasm`).
+        plugin: PathBuf,
+        /// Check it as this config uses it (its config, grants and limits);
+        /// without, it is checked with nothing granted.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +132,9 @@ pub fn main() -> ExitCode {
             receiver,
             dlq_file,
         }) => replay(&config.config, &receiver, &dlq_file),
+        Command::Plugin(PluginCommand::Check { plugin, config }) => {
+            plugin_check(&plugin, config.as_deref())
+        }
     }
 }
 
@@ -144,12 +170,78 @@ fn load(path: &Path) -> Result<Compiled, ()> {
 }
 
 fn validate(path: &Path) -> ExitCode {
-    match load(path) {
-        Ok(_) => {
-            println!("ok");
-            ExitCode::SUCCESS
+    let Ok(compiled) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    // Plugins are loaded and instantiated: a wrong world, a missing grant
+    // or a broken component is caught here, not at the first event.
+    if let Err(e) = runtime().block_on(load_plugins(&compiled)) {
+        eprintln!("{}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("ok");
+    ExitCode::SUCCESS
+}
+
+async fn load_plugins(compiled: &Compiled) -> Result<Plugins, crate::plugin::LoadError> {
+    Plugins::load(compiled.plugins(), &compiled.plugin_cache()).await
+}
+
+fn plugin_check(plugin: &Path, config_path: Option<&Path>) -> ExitCode {
+    let (specs, cache) = match config_path {
+        None => (
+            vec![(
+                PluginSpec::bare(
+                    plugin.to_owned(),
+                    crate::plugin::config::DEFAULT_SINK_TIMEOUT,
+                ),
+                None,
+            )],
+            crate::plugin::Cache::none(),
+        ),
+        Some(path) => {
+            let Ok(compiled) = load(path) else {
+                return ExitCode::FAILURE;
+            };
+            let wanted = std::fs::canonicalize(plugin).unwrap_or_else(|_| plugin.to_owned());
+            let specs: Vec<_> = compiled
+                .plugins()
+                .into_iter()
+                .filter(|(s, _)| std::fs::canonicalize(&s.path).is_ok_and(|p| p == wanted))
+                .map(|(s, w)| (s.clone(), Some(w)))
+                .collect();
+            if specs.is_empty() {
+                eprintln!(
+                    "{} is not used by {}; without -c it is checked with nothing granted",
+                    plugin.display(),
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            (specs, compiled.plugin_cache())
         }
-        Err(()) => ExitCode::FAILURE,
+    };
+    let mut failed = false;
+    runtime().block_on(async {
+        for (spec, world) in &specs {
+            match crate::plugin::check(spec, &cache, *world).await {
+                Ok(report) => {
+                    if config_path.is_some() {
+                        println!("{} ({}):", spec.place, report.name);
+                    }
+                    print!("{}", report.render(spec));
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    failed = true;
+                }
+            }
+        }
+    });
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -275,7 +367,19 @@ fn replay(path: &Path, receiver: &str, dlq: &Path) -> ExitCode {
     }
     let total = entries.len();
     let report = runtime().block_on(async {
-        let sink = match crate::sink::build(spec) {
+        // Only this receiver's own plugin: replay runs no transforms.
+        let own = match &spec.kind {
+            crate::config::ReceiverKind::Wasm(p) => vec![(&**p, crate::plugin::World::Sink)],
+            _ => Vec::new(),
+        };
+        let plugins = match Plugins::load(own, &compiled.plugin_cache()).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return None;
+            }
+        };
+        let sink = match crate::sink::build(spec, &plugins) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("{e}");

@@ -11,7 +11,11 @@
 //! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`).
 //! - [`route`]: the compiled route tree and its patterns.
 //! - [`source`]: where records come from (`file`, `stdin`), with positions.
-//! - [`sink`]: receivers (`stdout`, `file`) and the delivery result.
+//! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `wasm`) and
+//!   the delivery result.
+//! - [`plugin`]: WebAssembly plugins on wasmtime: engine, code cache,
+//!   instance pools, limits, the host side of `wit/switchyard.wit`.
+//! - [`transform`]: transform steps (WASM plugins) and their `onError` policy.
 //! - [`pipeline`]: source → mapping → route → per-receiver queues, ordered
 //!   acknowledgements and checkpoints, graceful shutdown.
 //! - [`state`]: where source positions are persisted.
@@ -22,10 +26,12 @@ pub mod config;
 pub mod event;
 pub mod mapping;
 pub mod pipeline;
+pub mod plugin;
 pub mod route;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod transform;
 
 /// A boxed future, the return type of the component traits.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

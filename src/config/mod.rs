@@ -36,6 +36,10 @@ pub struct Config {
     /// How a source record becomes a CloudEvent.
     #[serde(default)]
     pub mapping: MappingConfig,
+    /// WebAssembly transforms applied to every event after mapping and
+    /// before routing, in order (filter, modify, split).
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::TransformConfig>,
     /// The route tree: which events go to which receivers.
     #[serde(default)]
     pub route: RouteConfig,
@@ -45,6 +49,10 @@ pub struct Config {
     /// Where the source position is persisted.
     #[serde(default)]
     pub state: StateConfig,
+    /// Where compiled plugin code is kept between starts (created if
+    /// missing). Default: `<state.dir>/plugin-cache`.
+    #[serde(default)]
+    pub plugin_cache: Option<Spanned<String>>,
     /// How long SIGINT/SIGTERM may take to drain queues before the process exits.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Duration,
@@ -194,6 +202,13 @@ pub struct ReceiverConfig {
     /// One request per event with a templated payload (Slack, Teams, …).
     #[serde(default)]
     pub webhook: Option<crate::sink::webhook::config::WebhookSinkConfig>,
+    /// A receiver written as a WebAssembly component (world `sink`).
+    #[serde(default)]
+    pub wasm: Option<Spanned<crate::plugin::config::WasmConfig>>,
+    /// WebAssembly transforms applied to this receiver's events before
+    /// delivery, in order.
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::TransformConfig>,
     /// The receiver's queue.
     #[serde(default)]
     pub queue: QueueConfig,

@@ -12,16 +12,22 @@ use super::{
     Spanned, expand,
 };
 use crate::mapping::{Mapper, Overrides, Template};
+use crate::plugin::{PluginSpec, World};
 use crate::route::{self, RouteTree};
+use crate::transform::TransformSpec;
 
 /// A validated configuration, ready to run.
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub source: SourceSpec,
     pub mapper: Mapper,
+    /// Global transforms (after mapping, before routing).
+    pub transforms: Vec<TransformSpec>,
     pub routes: RouteTree,
     pub receivers: Vec<ReceiverSpec>,
     pub state: StateSpec,
+    /// Where compiled plugin code is cached.
+    pub plugin_cache: PathBuf,
     pub shutdown_timeout: std::time::Duration,
 }
 
@@ -52,6 +58,8 @@ pub struct ReceiverSpec {
     /// Deliveries in flight at once.
     pub concurrency: usize,
     pub dead_letter: Option<PathBuf>,
+    /// Transforms applied before delivery.
+    pub transforms: Vec<TransformSpec>,
 }
 
 /// Events per delivery: at most `max_events` and `max_bytes` (of
@@ -75,6 +83,7 @@ pub enum ReceiverKind {
         max_size: u64,
         max_files: u32,
     },
+    Wasm(Box<PluginSpec>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +110,12 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
     }
     let mapper = mapper(config, metadata.clone(), &mut diags);
     let source = source(&config.source, &mut diags);
+    let transforms: Vec<_> = config
+        .transforms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.compile(&format!("transforms[{i}]"), None, &mut diags))
+        .collect();
 
     let mut receivers = Vec::new();
     let mut by_name: HashMap<&str, usize> = HashMap::new();
@@ -139,6 +154,12 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
     }
 
     let state_dir = expanded(&config.state.dir, "state.dir", &mut diags);
+    let plugin_cache = match &config.plugin_cache {
+        Some(dir) => expanded(dir, "pluginCache", &mut diags).map(PathBuf::from),
+        None => state_dir
+            .as_ref()
+            .map(|d| PathBuf::from(d).join("plugin-cache")),
+    };
     nonzero(
         config.state.flush_interval,
         "state.flushInterval",
@@ -152,6 +173,10 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
     let compiled = Compiled {
         source: source.expect("no errors means a source"),
         mapper: mapper.expect("no errors means a mapper"),
+        transforms: transforms
+            .into_iter()
+            .map(|t| t.expect("no errors means every transform built"))
+            .collect(),
         routes,
         receivers: receivers
             .into_iter()
@@ -161,6 +186,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
             dir: PathBuf::from(state_dir.expect("no errors means a state dir")),
             flush_interval: config.state.flush_interval.0,
         },
+        plugin_cache: plugin_cache.expect("no errors means a plugin cache dir"),
         shutdown_timeout: config.shutdown_timeout.0,
     };
     Ok((compiled, diags))
@@ -293,6 +319,7 @@ fn receiver(
         r.file.is_some(),
         r.http.is_some(),
         r.webhook.is_some(),
+        r.wasm.is_some(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
@@ -300,7 +327,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, wasm",
                     r.name.value
                 ),
             );
@@ -310,7 +337,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, wasm",
                     r.name.value
                 ),
             );
@@ -373,10 +400,34 @@ fn receiver(
         });
         concurrency = c;
         ReceiverKind::Webhook(Box::new(spec))
+    } else if let Some(w) = &r.wasm {
+        let spec = w.value.compile(
+            &format!("{place}.wasm"),
+            crate::plugin::config::DEFAULT_SINK_TIMEOUT,
+            diags,
+        )?;
+        batch = Some(BatchSpec {
+            max_events: r.queue.max_batch.max(1),
+            max_bytes: None,
+            max_wait: std::time::Duration::ZERO,
+        });
+        ReceiverKind::Wasm(Box::new(spec))
     } else {
         ReceiverKind::Stdout
     };
     let queue = queue(&r.queue, place, diags);
+    let transforms = r
+        .transforms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.compile(
+                &format!("{place}.transforms[{i}]"),
+                dead_letter.as_ref(),
+                diags,
+            )
+        })
+        .collect::<Option<Vec<_>>>()?;
     Some(ReceiverSpec {
         name: r.name.value.clone(),
         kind,
@@ -389,5 +440,25 @@ fn receiver(
         queue,
         retry: r.retry.clone(),
         dead_letter,
+        transforms,
     })
+}
+
+impl Compiled {
+    /// Every plugin of the config with the world it must implement.
+    pub fn plugins(&self) -> Vec<(&PluginSpec, World)> {
+        let mut all: Vec<_> = crate::transform::plugin_specs(&self.transforms).collect();
+        for r in &self.receivers {
+            all.extend(crate::transform::plugin_specs(&r.transforms));
+            if let ReceiverKind::Wasm(p) = &r.kind {
+                all.push((p, World::Sink));
+            }
+        }
+        all
+    }
+
+    /// The cache of compiled plugin code (`pluginCache`).
+    pub fn plugin_cache(&self) -> crate::plugin::Cache {
+        crate::plugin::Cache::new(self.plugin_cache.clone())
+    }
 }

@@ -45,6 +45,16 @@ impl Tracker {
         seq
     }
 
+    /// The record `seq` (not yet finished by the caller) must be finished
+    /// `extra` more times: a receiver's transform split its event.
+    pub fn extend(&self, seq: u64, extra: u32) {
+        let mut inner = self.inner.lock().expect("tracker lock");
+        let index = seq
+            .checked_sub(inner.base)
+            .expect("extended a finished record") as usize;
+        inner.pending[index].remaining += extra;
+    }
+
     /// One receiver finished these records (delivered, rejected or dead-lettered).
     pub fn finish(&self, seqs: &[u64]) {
         let mut inner = self.inner.lock().expect("tracker lock");

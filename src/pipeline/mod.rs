@@ -29,9 +29,11 @@ pub use ack::Tracker;
 
 use crate::config::Compiled;
 use crate::event::Event;
+use crate::plugin::Plugins;
 use crate::sink;
 use crate::source::{self, Payload, Record, SourceContext, SourceError, SourceStats};
 use crate::state::{PositionStore, StateError};
+use crate::transform::Chain;
 
 /// An event in a receiver's queue.
 #[derive(Debug)]
@@ -59,6 +61,13 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Failed delivery attempts that were retried.
     pub retries: AtomicU64,
+    /// Events a transform returned no events for (filtered out).
+    pub filtered: AtomicU64,
+    /// Events a transform failed on (then dropped, passed or dead-lettered
+    /// by its `onError`).
+    pub transform_failures: AtomicU64,
+    /// Events dropped by a transform's `onError: drop`.
+    pub transform_dropped: AtomicU64,
     /// The source's own counters.
     pub source: Arc<SourceStats>,
 }
@@ -78,6 +87,8 @@ pub enum PipelineError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] sink::BuildError),
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::LoadError),
 }
 
 /// Records buffered between the source and the router.
@@ -92,18 +103,29 @@ pub async fn run(
     compiled: Compiled,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
+    let plugins = Plugins::load(compiled.plugins(), &compiled.plugin_cache()).await?;
     let sinks = compiled
         .receivers
         .iter()
-        .map(sink::build)
+        .map(|r| sink::build(r, &plugins))
         .collect::<Result<_, _>>()?;
-    run_with_sinks(compiled, sinks, shutdown).await
+    run_loaded(compiled, plugins, sinks, shutdown).await
 }
 
 /// [`run`] with the receivers' sinks given, one per configured receiver in
 /// order (tests use this to pause a receiver).
 pub async fn run_with_sinks(
     compiled: Compiled,
+    sinks: Vec<Arc<dyn sink::Sink>>,
+    shutdown: CancellationToken,
+) -> Result<Arc<Stats>, PipelineError> {
+    let plugins = Plugins::load(compiled.plugins(), &compiled.plugin_cache()).await?;
+    run_loaded(compiled, plugins, sinks, shutdown).await
+}
+
+async fn run_loaded(
+    compiled: Compiled,
+    plugins: Plugins,
     sinks: Vec<Arc<dyn sink::Sink>>,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
@@ -130,7 +152,9 @@ pub async fn run_with_sinks(
     for (spec, sink) in compiled.receivers.iter().zip(sinks) {
         let (tx, rx) = mpsc::channel(spec.queue.max_events);
         queues.push(tx);
-        let task = receiver::ReceiverTask::new(spec, sink, rx, tracker.clone(), stats.clone());
+        let transforms = Chain::new(&spec.transforms, &plugins);
+        let task =
+            receiver::ReceiverTask::new(spec, sink, transforms, rx, tracker.clone(), stats.clone());
         tasks.spawn(task.run());
     }
     tasks.close();
@@ -151,8 +175,9 @@ pub async fn run_with_sinks(
         checkpoint_stop.clone(),
     ));
 
+    let transforms = Chain::new(&compiled.transforms, &plugins);
     let work = async {
-        route_records(&compiled, records_rx, queues, &tracker, &stats).await;
+        route_records(&compiled, &transforms, records_rx, queues, &tracker, &stats).await;
         tasks.wait().await;
     };
     let deadline = async {
@@ -181,6 +206,8 @@ pub async fn run_with_sinks(
         rejected = Stats::get(&stats.rejected),
         dead_lettered = Stats::get(&stats.dead_lettered),
         retries = Stats::get(&stats.retries),
+        filtered = Stats::get(&stats.filtered),
+        transform_failures = Stats::get(&stats.transform_failures),
         backfilled = Stats::get(&source_stats.backfilled),
         tokens_lost = Stats::get(&source_stats.tokens_lost),
         reconnects = Stats::get(&source_stats.reconnects),
@@ -196,6 +223,7 @@ pub async fn run_with_sinks(
 /// Maps and routes every record, handing events to the receiver queues.
 async fn route_records(
     compiled: &Compiled,
+    transforms: &Chain,
     mut records: mpsc::Receiver<Record>,
     queues: Vec<mpsc::Sender<Queued>>,
     tracker: &Tracker,
@@ -205,15 +233,25 @@ async fn route_records(
     let mut batch = Vec::with_capacity(ROUTER_BATCH);
     while records.recv_many(&mut batch, ROUTER_BATCH).await > 0 {
         for record in batch.drain(..) {
-            route_one(compiled, record, &queues, &mut targets, tracker, stats).await;
+            route_one(
+                compiled,
+                transforms,
+                record,
+                &queues,
+                &mut targets,
+                tracker,
+                stats,
+            )
+            .await;
         }
     }
     debug!("source finished; draining receiver queues");
 }
 
-/// Maps and routes one record.
+/// Maps, transforms and routes one record.
 async fn route_one(
     compiled: &Compiled,
+    transforms: &Chain,
     record: Record,
     queues: &[mpsc::Sender<Queued>],
     targets: &mut Vec<usize>,
@@ -245,15 +283,46 @@ async fn route_one(
         }
     };
     stats.mapped.fetch_add(1, Ordering::Relaxed);
-    compiled.routes.route(&event, targets);
-    if targets.is_empty() {
-        stats.unrouted.fetch_add(1, Ordering::Relaxed);
-        tracker.begin(0, record.position);
+    if transforms.is_empty() {
+        compiled.routes.route(&event, targets);
+        if targets.is_empty() {
+            stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            tracker.begin(0, record.position);
+            return;
+        }
+        let seq = tracker.begin(targets.len() as u32, record.position);
+        enqueue(compiled, Arc::new(event), seq, targets, queues).await;
         return;
     }
-    let seq = tracker.begin(targets.len() as u32, record.position);
-    let event = Arc::new(event);
-    for &r in targets.iter() {
+    // A transform may split the event: the record is finished when every
+    // receiver of every resulting event is.
+    let events = transforms.apply(event, stats).await;
+    let mut routed = Vec::with_capacity(events.len());
+    let mut total = 0u32;
+    for event in events {
+        compiled.routes.route(&event, targets);
+        if targets.is_empty() {
+            stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        total += targets.len() as u32;
+        routed.push((Arc::new(event), targets.clone()));
+    }
+    let seq = tracker.begin(total, record.position);
+    for (event, targets) in routed {
+        enqueue(compiled, event, seq, &targets, queues).await;
+    }
+}
+
+/// Queues `event` for each receiver in `targets` (waiting while a queue is full).
+async fn enqueue(
+    compiled: &Compiled,
+    event: Arc<Event>,
+    seq: u64,
+    targets: &[usize],
+    queues: &[mpsc::Sender<Queued>],
+) {
+    for &r in targets {
         let queued = Queued {
             event: event.clone(),
             seq,

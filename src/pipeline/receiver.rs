@@ -4,6 +4,7 @@
 //! and finishes the records in the tracker — in any order; the tracker keeps
 //! the source position ordered.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -18,6 +19,7 @@ use super::{Queued, Stats, ack::Tracker};
 use crate::config::{BatchSpec, ReceiverSpec, RetryConfig};
 use crate::event::{AttributesReader, Event};
 use crate::sink::{Delivery, Item, Sink};
+use crate::transform::Chain;
 
 /// What every delivery of one receiver shares.
 struct Shared {
@@ -34,8 +36,11 @@ pub struct ReceiverTask {
     queue: mpsc::Receiver<Queued>,
     batch: BatchSpec,
     concurrency: usize,
-    /// An item taken from the queue that did not fit the last batch.
-    carried: Option<(Item, u64)>,
+    /// This receiver's transforms (run as events leave the queue).
+    transforms: Chain,
+    /// Items taken from the queue but not yet batched: one that did not fit
+    /// the last batch, or the rest of a split.
+    ready: VecDeque<(Item, u64)>,
 }
 
 /// A batch on its way to the sink.
@@ -48,6 +53,7 @@ impl ReceiverTask {
     pub fn new(
         spec: &ReceiverSpec,
         sink: Arc<dyn Sink>,
+        transforms: Chain,
         queue: mpsc::Receiver<Queued>,
         tracker: Arc<Tracker>,
         stats: Arc<Stats>,
@@ -64,7 +70,8 @@ impl ReceiverTask {
             queue,
             batch: spec.batch,
             concurrency: spec.concurrency.max(1),
-            carried: None,
+            transforms,
+            ready: VecDeque::new(),
         }
     }
 
@@ -93,32 +100,72 @@ impl ReceiverTask {
         deliveries.wait().await;
     }
 
-    fn item(&self, queued: Queued) -> (Item, u64) {
+    fn item(&self, event: Arc<Event>, seq: u64) -> (Item, u64) {
         let json = self.shared.sink.wants_json().then(|| {
             let mut buf = Vec::with_capacity(1024);
-            crate::event::write_json(&queued.event, &mut buf);
+            crate::event::write_json(&event, &mut buf);
             buf
         });
-        (
-            Item {
-                event: queued.event,
-                json,
-            },
-            queued.seq,
-        )
+        (Item { event, json }, seq)
+    }
+
+    /// Turns a queued event into ready items: itself, or what this
+    /// receiver's transforms make of it (none: finished at once; several:
+    /// the record waits for each).
+    async fn take(&mut self, queued: Queued) {
+        if self.transforms.is_empty() {
+            let item = self.item(queued.event, queued.seq);
+            self.ready.push_back(item);
+            return;
+        }
+        let event = Arc::unwrap_or_clone(queued.event);
+        let events = self.transforms.apply(event, &self.shared.stats).await;
+        match events.len() {
+            0 => self.shared.tracker.finish(&[queued.seq]),
+            n => {
+                if n > 1 {
+                    self.shared.tracker.extend(queued.seq, n as u32 - 1);
+                }
+                for event in events {
+                    let item = self.item(Arc::new(event), queued.seq);
+                    self.ready.push_back(item);
+                }
+            }
+        }
+    }
+
+    /// The next item: a ready one, or one from the queue — waiting for it
+    /// until `deadline` (`None`: as long as it takes; now: only what is
+    /// there). `None` when there is none by then or the queue is closed.
+    async fn next_item(&mut self, deadline: Option<tokio::time::Instant>) -> Option<(Item, u64)> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            let queued = match deadline {
+                None => self.queue.recv().await?,
+                Some(deadline) => match self.queue.try_recv() {
+                    Ok(q) => q,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if tokio::time::Instant::now() >= deadline {
+                            return None;
+                        }
+                        tokio::time::timeout_at(deadline, self.queue.recv())
+                            .await
+                            .ok()??
+                    }
+                },
+            };
+            self.take(queued).await;
+        }
     }
 
     /// The next batch: waits for one event, then takes more until the batch
     /// is full (count or bytes), the queue is empty (`max_wait` zero) or
     /// `max_wait` has passed. `None` when the queue is closed and empty.
     async fn next_batch(&mut self) -> Option<Batch> {
-        let first = match self.carried.take() {
-            Some(item) => item,
-            None => {
-                let queued = self.queue.recv().await?;
-                self.item(queued)
-            }
-        };
+        let first = self.next_item(None).await?;
         let deadline = tokio::time::Instant::now() + self.batch.max_wait;
         // Bytes as a batch body counts them: `[`, then each event and its
         // `,` or closing `]`.
@@ -129,21 +176,12 @@ impl ReceiverTask {
             seqs: vec![first.1],
         };
         while batch.items.len() < self.batch.max_events {
-            let queued = match self.queue.try_recv() {
-                Ok(q) => q,
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) if self.batch.max_wait.is_zero() => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, self.queue.recv()).await {
-                        Ok(Some(q)) => q,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+            let Some((item, seq)) = self.next_item(Some(deadline)).await else {
+                break;
             };
-            let (item, seq) = self.item(queued);
             let size = encoded(&item);
             if self.batch.max_bytes.is_some_and(|max| bytes + size > max) {
-                self.carried = Some((item, seq));
+                self.ready.push_front((item, seq));
                 break;
             }
             bytes += size;

@@ -7,6 +7,7 @@ mod file;
 pub mod http;
 pub mod status;
 mod stdout;
+mod wasm;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::event::Event;
 
 pub use file::FileSink;
 pub use stdout::StdoutSink;
+pub use wasm::WasmSink;
 
 /// The outcome of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +73,12 @@ pub struct BuildError {
     pub reason: String,
 }
 
-/// Builds the sink for a receiver.
-pub fn build(spec: &ReceiverSpec) -> Result<Arc<dyn Sink>, BuildError> {
+/// Builds the sink for a receiver; a `wasm` receiver's plugin comes from
+/// `plugins` (loaded by [`crate::plugin::Plugins::load`]).
+pub fn build(
+    spec: &ReceiverSpec,
+    plugins: &crate::plugin::Plugins,
+) -> Result<Arc<dyn Sink>, BuildError> {
     Ok(match &spec.kind {
         ReceiverKind::Stdout => Arc::new(StdoutSink::new()),
         ReceiverKind::File {
@@ -84,6 +90,14 @@ pub fn build(spec: &ReceiverSpec) -> Result<Arc<dyn Sink>, BuildError> {
             receiver: spec.name.clone(),
             reason,
         })?),
+        ReceiverKind::Wasm(p) => {
+            Arc::new(WasmSink::new(plugins.get(&p.place).ok_or_else(|| {
+                BuildError {
+                    receiver: spec.name.clone(),
+                    reason: format!("plugin {} was not loaded", p.path.display()),
+                }
+            })?))
+        }
         ReceiverKind::Webhook(w) => {
             Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
                 receiver: spec.name.clone(),

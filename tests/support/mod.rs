@@ -21,3 +21,4 @@ pub fn ids_in(text: &str) -> Vec<String> {
 pub fn event_ids(path: &std::path::Path) -> Vec<String> {
     ids_in(&std::fs::read_to_string(path).unwrap_or_default())
 }
+pub mod wasm;

@@ -37,11 +37,13 @@ impl Run {
             "metadata: {{cluster: test}}\n\
              source: {{file: {{path: {input}}}}}\n\
              state: {{dir: {state}}}\n\
+             pluginCache: {cache}\n\
              shutdownTimeout: 2s\n\
              route: {{match: [{rules}]}}\n\
              receivers:\n{receivers}",
             input = input.display(),
             state = dir.path().join("state").display(),
+            cache = plugin_cache().display(),
             rules = rules.join(", "),
             receivers = receivers_yaml.replace("@DIR@", &dir.path().display().to_string()),
         );
@@ -73,4 +75,10 @@ pub fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// One cache of compiled plugin code for every test: a Python or JavaScript
+/// component is compiled once per checkout, not once per test.
+pub fn plugin_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/plugin-cache")
 }
