@@ -10,27 +10,35 @@
 //! - [`event`]: the CloudEvent model (the official SDK) and field paths.
 //! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`).
 //! - [`route`]: the compiled route tree and its patterns.
-//! - [`source`]: where records come from (`file`, `stdin`), with positions.
+//! - [`source`]: where records come from (`file`, `stdin`, `mongodb`), with positions.
 //! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `wasm`) and
 //!   the delivery result.
 //! - [`plugin`]: WebAssembly plugins on wasmtime: engine, code cache,
 //!   instance pools, limits, the host side of `wit/switchyard.wit`.
 //! - [`transform`]: transform steps (WASM plugins) and their `onError` policy.
 //! - [`pipeline`]: source → mapping → route → per-receiver queues, ordered
-//!   acknowledgements and checkpoints, graceful shutdown.
+//!   acknowledgements and checkpoints, live reconfiguration, graceful
+//!   shutdown.
+//! - [`reload`]: watches the config file (and SIGHUP) and hands validated
+//!   configs to the pipeline.
+//! - [`telemetry`]: Prometheus metrics, `/healthz`, `/readyz`.
+//! - [`leader`]: leader election with a lease document in MongoDB.
 //! - [`state`]: where source positions are persisted.
 //! - [`cli`]: the `switchyard` command line.
 
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod leader;
 pub mod mapping;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod route;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod telemetry;
 pub mod transform;
 
 /// A boxed future, the return type of the component traits.

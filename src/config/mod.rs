@@ -7,6 +7,7 @@
 
 mod diagnostic;
 mod expand;
+mod ops;
 mod types;
 mod validate;
 
@@ -18,6 +19,7 @@ pub use serde_saphyr::Spanned;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use expand::{ExpandError, expand, expand_with};
+pub use ops::{LeaderElectionConfig, LeaderSpec, TelemetryConfig, TelemetrySpec};
 pub use types::{ByteSize, Duration};
 pub use validate::{
     BatchSpec, Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec, validate,
@@ -56,6 +58,12 @@ pub struct Config {
     /// How long SIGINT/SIGTERM may take to drain queues before the process exits.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: Duration,
+    /// Prometheus metrics and health endpoints over HTTP.
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
+    /// Several replicas, one exporting at a time (a lease in MongoDB).
+    #[serde(default)]
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 fn default_shutdown_timeout() -> Duration {
@@ -292,7 +300,7 @@ fn default_max_batch() -> usize {
 /// Without a dead letter destination a failing receiver retries for ever
 /// (at `maxBackoff` once `maxRetries` is spent) and the source position
 /// does not move past its events: nothing is dropped silently.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryConfig {
     /// Retries before an event goes to the dead letter file.

@@ -29,10 +29,14 @@ pub struct Compiled {
     /// Where compiled plugin code is cached.
     pub plugin_cache: PathBuf,
     pub shutdown_timeout: std::time::Duration,
+    /// The metrics and health server, if configured.
+    pub telemetry: Option<super::TelemetrySpec>,
+    /// Leader election, if enabled.
+    pub leader: Option<super::LeaderSpec>,
 }
 
 /// A source with every value resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
     File {
         path: PathBuf,
@@ -47,7 +51,7 @@ pub enum SourceSpec {
 }
 
 /// A receiver with every value resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReceiverSpec {
     pub name: String,
     pub kind: ReceiverKind,
@@ -65,7 +69,7 @@ pub struct ReceiverSpec {
 /// Events per delivery: at most `max_events` and `max_bytes` (of
 /// structured JSON, when the sink encodes), waiting at most `max_wait` for a
 /// batch to fill once its first event is there.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchSpec {
     pub max_events: usize,
     pub max_bytes: Option<u64>,
@@ -73,7 +77,7 @@ pub struct BatchSpec {
 }
 
 /// The receiver kinds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ReceiverKind {
     Stdout,
     Http(Box<crate::sink::http::config::HttpSpec>),
@@ -86,13 +90,13 @@ pub enum ReceiverKind {
     Wasm(Box<PluginSpec>),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QueueSpec {
     pub max_events: usize,
     pub max_batch: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateSpec {
     pub dir: PathBuf,
     pub flush_interval: std::time::Duration,
@@ -166,6 +170,13 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
         &mut diags,
     );
 
+    let telemetry = super::ops::telemetry(config.telemetry.as_ref(), &mut diags);
+    let leader = super::ops::leader(
+        config.leader_election.as_ref(),
+        matches!(source, Some(SourceSpec::Mongodb(_))),
+        &mut diags,
+    );
+
     diags.0.sort_by_key(|d| d.position);
     if diags.has_errors() {
         return Err(diags);
@@ -188,6 +199,8 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
         },
         plugin_cache: plugin_cache.expect("no errors means a plugin cache dir"),
         shutdown_timeout: config.shutdown_timeout.0,
+        telemetry,
+        leader,
     };
     Ok((compiled, diags))
 }

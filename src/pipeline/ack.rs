@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::source::Position;
 
@@ -29,6 +30,8 @@ struct Inner {
 struct Entry {
     remaining: u32,
     position: Option<Position>,
+    /// When the record was read.
+    begun: Instant,
 }
 
 impl Tracker {
@@ -40,6 +43,7 @@ impl Tracker {
         inner.pending.push_back(Entry {
             remaining: receivers,
             position,
+            begun: Instant::now(),
         });
         inner.advance();
         seq
@@ -75,6 +79,13 @@ impl Tracker {
     pub fn committed(&self) -> (Option<Position>, u64) {
         let inner = self.inner.lock().expect("tracker lock");
         (inner.committed.clone(), inner.version)
+    }
+
+    /// When the oldest unfinished record was read: the committed position
+    /// has been held back since then. `None` when every record is finished.
+    pub fn oldest_unfinished(&self) -> Option<Instant> {
+        let inner = self.inner.lock().expect("tracker lock");
+        inner.pending.front().map(|e| e.begun)
     }
 
     /// Records registered but not yet finished by all their receivers.

@@ -14,68 +14,36 @@ mod ack;
 pub mod deadletter;
 mod receiver;
 pub mod retry;
+mod stats;
 #[cfg(test)]
 mod tests;
+mod topology;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 pub use ack::Tracker;
+pub use stats::{ReceiverStats, Stats};
+pub use topology::ReceiverView;
 
 use crate::config::Compiled;
 use crate::event::Event;
 use crate::plugin::Plugins;
 use crate::sink;
-use crate::source::{self, Payload, Record, SourceContext, SourceError, SourceStats};
+use crate::source::{self, Payload, Record, SourceContext, SourceError};
 use crate::state::{PositionStore, StateError};
-use crate::transform::Chain;
+use crate::telemetry::{Live, Telemetry};
+use topology::{Routing, Topology};
 
 /// An event in a receiver's queue.
 #[derive(Debug)]
 pub struct Queued {
     pub event: Arc<Event>,
     pub seq: u64,
-}
-
-/// Counters of a run (exported as metrics by a later issue).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Records read from the source (including malformed ones).
-    pub read: AtomicU64,
-    /// Records mapped to CloudEvents.
-    pub mapped: AtomicU64,
-    /// Records that could not be read or mapped (logged and skipped).
-    pub malformed: AtomicU64,
-    /// Events no route sent anywhere (dropped or unmatched).
-    pub unrouted: AtomicU64,
-    /// Event deliveries (one per receiver) that succeeded.
-    pub delivered: AtomicU64,
-    /// Event deliveries rejected for good by a receiver.
-    pub rejected: AtomicU64,
-    /// Events written to a receiver's dead letter file.
-    pub dead_lettered: AtomicU64,
-    /// Failed delivery attempts that were retried.
-    pub retries: AtomicU64,
-    /// Events a transform returned no events for (filtered out).
-    pub filtered: AtomicU64,
-    /// Events a transform failed on (then dropped, passed or dead-lettered
-    /// by its `onError`).
-    pub transform_failures: AtomicU64,
-    /// Events dropped by a transform's `onError: drop`.
-    pub transform_dropped: AtomicU64,
-    /// The source's own counters.
-    pub source: Arc<SourceStats>,
-}
-
-impl Stats {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
 }
 
 /// Why a run failed.
@@ -97,19 +65,34 @@ const SOURCE_BUFFER: usize = 1024;
 /// Records the router takes from the source at once.
 const ROUTER_BATCH: usize = 256;
 
+/// A validated config to switch to while running (hot reload), with its
+/// plugins loaded. The pipeline answers on `done` once it has taken over
+/// (or why it could not).
+pub struct Reload {
+    pub compiled: Compiled,
+    pub plugins: Plugins,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What a run may be given besides its config.
+#[derive(Default)]
+pub struct Options {
+    /// One sink per configured receiver, in order, instead of building them
+    /// (tests use this to pause a receiver).
+    pub sinks: Option<Vec<Arc<dyn sink::Sink>>>,
+    /// Configs to switch to while running.
+    pub reloads: Option<mpsc::Receiver<Reload>>,
+    /// Where metrics and health checks see the running pipeline.
+    pub telemetry: Option<Arc<Telemetry>>,
+}
+
 /// Runs until the source ends (and everything is delivered) or `shutdown`
 /// is cancelled.
 pub async fn run(
     compiled: Compiled,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
-    let plugins = Plugins::load(compiled.plugins(), &compiled.plugin_cache()).await?;
-    let sinks = compiled
-        .receivers
-        .iter()
-        .map(|r| sink::build(r, &plugins))
-        .collect::<Result<_, _>>()?;
-    run_loaded(compiled, plugins, sinks, shutdown).await
+    run_with(compiled, Options::default(), shutdown).await
 }
 
 /// [`run`] with the receivers' sinks given, one per configured receiver in
@@ -119,21 +102,36 @@ pub async fn run_with_sinks(
     sinks: Vec<Arc<dyn sink::Sink>>,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
+    let options = Options {
+        sinks: Some(sinks),
+        ..Options::default()
+    };
+    run_with(compiled, options, shutdown).await
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with(
+    compiled: Compiled,
+    options: Options,
+    shutdown: CancellationToken,
+) -> Result<Arc<Stats>, PipelineError> {
     let plugins = Plugins::load(compiled.plugins(), &compiled.plugin_cache()).await?;
-    run_loaded(compiled, plugins, sinks, shutdown).await
+    run_loaded(compiled, plugins, options, shutdown).await
 }
 
 async fn run_loaded(
     compiled: Compiled,
     plugins: Plugins,
-    sinks: Vec<Arc<dyn sink::Sink>>,
+    options: Options,
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, PipelineError> {
-    assert_eq!(
-        sinks.len(),
-        compiled.receivers.len(),
-        "one sink per receiver"
-    );
+    if let Some(sinks) = &options.sinks {
+        assert_eq!(
+            sinks.len(),
+            compiled.receivers.len(),
+            "one sink per receiver"
+        );
+    }
     let stats = Arc::new(Stats::default());
     let tracker = Arc::new(Tracker::default());
     let source = source::build(&compiled.source);
@@ -147,17 +145,15 @@ async fn run_loaded(
     };
     let source_stats = stats.source.clone();
 
-    let tasks = TaskTracker::new();
-    let mut queues = Vec::with_capacity(compiled.receivers.len());
-    for (spec, sink) in compiled.receivers.iter().zip(sinks) {
-        let (tx, rx) = mpsc::channel(spec.queue.max_events);
-        queues.push(tx);
-        let transforms = Chain::new(&spec.transforms, &plugins);
-        let task =
-            receiver::ReceiverTask::new(spec, sink, transforms, rx, tracker.clone(), stats.clone());
-        tasks.spawn(task.run());
-    }
-    tasks.close();
+    let mut topology = Topology::new(tracker.clone(), stats.clone());
+    let routing = topology.apply(&compiled, &plugins, options.sinks)?;
+    let router = Router {
+        topology,
+        tracker: tracker.clone(),
+        stats: stats.clone(),
+        telemetry: options.telemetry.clone(),
+    };
+    router.publish(&routing);
 
     let (records_tx, records_rx) = mpsc::channel(SOURCE_BUFFER);
     let source_task = tokio::spawn(source.run(SourceContext {
@@ -171,15 +167,12 @@ async fn run_loaded(
     let checkpointer = tokio::spawn(checkpoint(
         store.clone(),
         tracker.clone(),
+        stats.clone(),
         compiled.state.flush_interval,
         checkpoint_stop.clone(),
     ));
 
-    let transforms = Chain::new(&compiled.transforms, &plugins);
-    let work = async {
-        route_records(&compiled, &transforms, records_rx, queues, &tracker, &stats).await;
-        tasks.wait().await;
-    };
+    let work = router.run(routing, records_rx, options.reloads);
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(compiled.shutdown_timeout).await;
@@ -196,6 +189,9 @@ async fn run_loaded(
     }
     checkpoint_stop.cancel();
     let saved = checkpointer.await.expect("checkpoint task does not panic");
+    if let Some(telemetry) = &options.telemetry {
+        telemetry.clear_live();
+    }
 
     info!(
         read = Stats::get(&stats.read),
@@ -220,40 +216,83 @@ async fn run_loaded(
     Ok(stats)
 }
 
-/// Maps and routes every record, handing events to the receiver queues.
-async fn route_records(
-    compiled: &Compiled,
-    transforms: &Chain,
-    mut records: mpsc::Receiver<Record>,
-    queues: Vec<mpsc::Sender<Queued>>,
-    tracker: &Tracker,
-    stats: &Stats,
-) {
-    let mut targets = Vec::with_capacity(queues.len());
-    let mut batch = Vec::with_capacity(ROUTER_BATCH);
-    while records.recv_many(&mut batch, ROUTER_BATCH).await > 0 {
-        for record in batch.drain(..) {
-            route_one(
-                compiled,
-                transforms,
-                record,
-                &queues,
-                &mut targets,
-                tracker,
-                stats,
-            )
-            .await;
+/// The router: maps and routes every record by the current [`Routing`],
+/// switching to a reloaded one between two records.
+struct Router {
+    topology: Topology,
+    tracker: Arc<Tracker>,
+    stats: Arc<Stats>,
+    telemetry: Option<Arc<Telemetry>>,
+}
+
+impl Router {
+    async fn run(
+        mut self,
+        mut routing: Routing,
+        mut records: mpsc::Receiver<Record>,
+        mut reloads: Option<mpsc::Receiver<Reload>>,
+    ) {
+        let mut targets = Vec::with_capacity(routing.queues.len());
+        let mut batch = Vec::with_capacity(ROUTER_BATCH);
+        loop {
+            let reload = async {
+                match reloads.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                Some(reload) = reload => self.reload(&mut routing, reload),
+                n = records.recv_many(&mut batch, ROUTER_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for record in batch.drain(..) {
+                        route_one(&routing, record, &mut targets, &self.tracker, &self.stats).await;
+                    }
+                }
+            }
+        }
+        debug!("source finished; draining receiver queues");
+        drop(routing);
+        self.topology.close().wait().await;
+    }
+
+    /// Switches to a reloaded config: from the next record on, every event
+    /// is routed by it.
+    fn reload(&mut self, routing: &mut Routing, reload: Reload) {
+        let result = self
+            .topology
+            .apply(&reload.compiled, &reload.plugins, None)
+            .map(|mut new| {
+                new.routes.inherit_counts(&routing.routes);
+                *routing = new;
+                self.publish(routing);
+            })
+            .map_err(|e| e.to_string());
+        // The reloader may have given up waiting; nothing to tell then.
+        let _ = reload.done.send(result);
+    }
+
+    /// Shows the running receivers and routes to metrics.
+    fn publish(&self, routing: &Routing) {
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.set_live(Live {
+                stats: self.stats.clone(),
+                tracker: self.tracker.clone(),
+                routes: routing.routes.clone(),
+                receivers: self.topology.views(),
+                transforms: routing.transforms.plugins().cloned().collect(),
+            });
         }
     }
-    debug!("source finished; draining receiver queues");
 }
 
 /// Maps, transforms and routes one record.
 async fn route_one(
-    compiled: &Compiled,
-    transforms: &Chain,
+    routing: &Routing,
     record: Record,
-    queues: &[mpsc::Sender<Queued>],
     targets: &mut Vec<usize>,
     tracker: &Tracker,
     stats: &Stats,
@@ -273,7 +312,7 @@ async fn route_one(
         }
     };
     stats.read.fetch_add(1, Ordering::Relaxed);
-    let event = match compiled.mapper.map(&line) {
+    let event = match routing.mapper.map(&line) {
         Ok(event) => event,
         Err(e) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -283,24 +322,24 @@ async fn route_one(
         }
     };
     stats.mapped.fetch_add(1, Ordering::Relaxed);
-    if transforms.is_empty() {
-        compiled.routes.route(&event, targets);
+    if routing.transforms.is_empty() {
+        routing.routes.route(&event, targets);
         if targets.is_empty() {
             stats.unrouted.fetch_add(1, Ordering::Relaxed);
             tracker.begin(0, record.position);
             return;
         }
         let seq = tracker.begin(targets.len() as u32, record.position);
-        enqueue(compiled, Arc::new(event), seq, targets, queues).await;
+        enqueue(routing, Arc::new(event), seq, targets).await;
         return;
     }
     // A transform may split the event: the record is finished when every
     // receiver of every resulting event is.
-    let events = transforms.apply(event, stats).await;
+    let events = routing.transforms.apply(event, stats).await;
     let mut routed = Vec::with_capacity(events.len());
     let mut total = 0u32;
     for event in events {
-        compiled.routes.route(&event, targets);
+        routing.routes.route(&event, targets);
         if targets.is_empty() {
             stats.unrouted.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -310,25 +349,20 @@ async fn route_one(
     }
     let seq = tracker.begin(total, record.position);
     for (event, targets) in routed {
-        enqueue(compiled, event, seq, &targets, queues).await;
+        enqueue(routing, event, seq, &targets).await;
     }
 }
 
 /// Queues `event` for each receiver in `targets` (waiting while a queue is full).
-async fn enqueue(
-    compiled: &Compiled,
-    event: Arc<Event>,
-    seq: u64,
-    targets: &[usize],
-    queues: &[mpsc::Sender<Queued>],
-) {
+async fn enqueue(routing: &Routing, event: Arc<Event>, seq: u64, targets: &[usize]) {
     for &r in targets {
+        let queue = &routing.queues[r];
         let queued = Queued {
             event: event.clone(),
             seq,
         };
-        if queues[r].send(queued).await.is_err() {
-            error!(receiver = %compiled.receivers[r].name, "receiver task is gone; its events stay unfinished");
+        if !queue.send(queued).await {
+            error!(receiver = %queue.name, "receiver task is gone; its events stay unfinished");
         }
     }
 }
@@ -361,6 +395,7 @@ async fn load_position(
 async fn checkpoint(
     store: Option<Arc<dyn PositionStore>>,
     tracker: Arc<Tracker>,
+    stats: Arc<Stats>,
     interval: std::time::Duration,
     stop: CancellationToken,
 ) -> Result<(), StateError> {
@@ -376,7 +411,10 @@ async fn checkpoint(
         let (position, version) = tracker.committed();
         if let Some(position) = position.filter(|_| version != saved_version) {
             match store.save(&position.to_json()).await {
-                Ok(()) => saved_version = version,
+                Ok(()) => {
+                    saved_version = version;
+                    stats.positions_saved.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(e) if stopping => return Err(e),
                 Err(e) => warn!(error = %e, "cannot persist source position; will retry"),
             }

@@ -15,7 +15,7 @@ use tracing::{error, warn};
 
 use super::deadletter::DeadLetters;
 use super::retry::Backoff;
-use super::{Queued, Stats, ack::Tracker};
+use super::{Queued, ReceiverStats, Stats, ack::Tracker};
 use crate::config::{BatchSpec, ReceiverSpec, RetryConfig};
 use crate::event::{AttributesReader, Event};
 use crate::sink::{Delivery, Item, Sink};
@@ -29,6 +29,8 @@ struct Shared {
     dead_letters: Option<DeadLetters>,
     tracker: Arc<Tracker>,
     stats: Arc<Stats>,
+    /// This receiver's own counters.
+    counters: Arc<ReceiverStats>,
 }
 
 pub struct ReceiverTask {
@@ -57,6 +59,7 @@ impl ReceiverTask {
         queue: mpsc::Receiver<Queued>,
         tracker: Arc<Tracker>,
         stats: Arc<Stats>,
+        counters: Arc<ReceiverStats>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -66,6 +69,7 @@ impl ReceiverTask {
                 dead_letters: spec.dead_letter.clone().map(DeadLetters::new),
                 tracker,
                 stats,
+                counters,
             }),
             queue,
             batch: spec.batch,
@@ -157,6 +161,7 @@ impl ReceiverTask {
                     }
                 },
             };
+            self.shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
             self.take(queued).await;
         }
     }
@@ -199,27 +204,36 @@ impl Shared {
         let mut backoff = Backoff::new(&self.retry);
         let mut attempts = 0u32;
         let n = items.len() as u64;
+        self.counters.batch_size.observe(n as f64);
         loop {
             attempts = attempts.saturating_add(1);
-            let (reason, after) = match self.sink.deliver(items).await {
+            let started = std::time::Instant::now();
+            let delivery = self.sink.deliver(items).await;
+            self.counters
+                .latency
+                .observe(started.elapsed().as_secs_f64());
+            let (reason, after) = match delivery {
                 Delivery::Delivered => {
                     self.stats.delivered.fetch_add(n, Ordering::Relaxed);
+                    self.counters.delivered.fetch_add(n, Ordering::Relaxed);
                     return;
                 }
                 Delivery::Reject(reason) => {
                     self.stats.rejected.fetch_add(n, Ordering::Relaxed);
+                    self.counters.rejected.fetch_add(n, Ordering::Relaxed);
                     self.give_up(items, &format!("rejected: {reason}"), attempts, first)
                         .await;
                     return;
                 }
                 Delivery::Retry { reason, after } => (reason, after),
             };
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let retries_spent = attempts > self.retry.max_retries;
             if retries_spent && self.dead_letters.is_some() {
                 self.give_up(items, &reason, attempts, first).await;
                 return;
             }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.counters.retried.fetch_add(1, Ordering::Relaxed);
             let wait = backoff.next(after);
             warn!(receiver = %self.name, events = n, attempt = attempts, %reason, retry_in = ?wait, "delivery failed; will retry");
             tokio::time::sleep(wait).await;
@@ -253,6 +267,9 @@ impl Shared {
             tokio::time::sleep(wait).await;
         }
         self.stats
+            .dead_lettered
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.counters
             .dead_lettered
             .fetch_add(items.len() as u64, Ordering::Relaxed);
         warn!(receiver = %self.name, events = items.len(), %reason, attempts, file = %dead_letters.path().display(), "events dead-lettered");

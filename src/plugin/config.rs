@@ -122,6 +122,18 @@ pub struct PluginSpec {
     pub limits: Limits,
 }
 
+/// Equal when the plugin would behave the same: `place` (where it is
+/// written) does not count, so moving a receiver in the file changes nothing.
+impl PartialEq for PluginSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.path == other.path
+            && self.config == other.config
+            && self.allowed_hosts == other.allowed_hosts
+            && self.limits == other.limits
+    }
+}
+
 impl std::fmt::Debug for PluginSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Config values may hold expanded secrets: keys only.

@@ -64,6 +64,8 @@ impl PluginStats {
 /// What every instance of a plugin shares: its name, config and grants.
 pub struct PluginInfo {
     pub name: String,
+    /// Where it is used: `transforms[0]`, `receivers[1].wasm`.
+    pub place: String,
     config: HashMap<String, String>,
     allowed_hosts: Vec<HostRule>,
     pub limits: Limits,
@@ -86,6 +88,7 @@ impl PluginInfo {
     fn new(spec: &PluginSpec) -> Self {
         Self {
             name: spec.name.clone(),
+            place: spec.place.clone(),
             config: spec
                 .config
                 .iter()

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use sha2::Digest as _;
 use tracing::{debug, warn};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, UpdateDeadline};
@@ -121,6 +122,9 @@ pub struct Plugin {
     idle: Mutex<Vec<Instance>>,
     imports: Vec<String>,
     loaded: Loaded,
+    /// SHA-256 of the component file: a reload keeps a receiver whose
+    /// plugin file is unchanged.
+    digest: [u8; 32],
     /// Whether a call can wait in the host (it imports `wasi:io/poll` or
     /// `wasi:http`), where epoch ticks do not reach it: such calls also run
     /// under a timer.
@@ -171,7 +175,8 @@ impl Plugin {
             .load(&bytes)
             .map_err(|e| fail(format!("not a WebAssembly component: {}", root(&e))))?;
         debug!(plugin = %spec.name, ?loaded, took = ?started.elapsed(), "plugin code ready");
-        let plugin = Self::from_component(spec, &component, loaded, expect).map_err(fail)?;
+        let mut plugin = Self::from_component(spec, &component, loaded, expect).map_err(fail)?;
+        plugin.digest = sha2::Sha256::digest(&bytes).into();
         // One instance now: start functions and initial memory are checked
         // at startup, not at the first event.
         let instance = plugin
@@ -240,6 +245,7 @@ impl Plugin {
             idle: Mutex::new(Vec::new()),
             imports,
             loaded,
+            digest: [0; 32],
             can_block,
         })
     }
@@ -250,6 +256,16 @@ impl Plugin {
 
     pub fn world(&self) -> World {
         self.world
+    }
+
+    /// Where the plugin is used in the config it was loaded for.
+    pub fn place(&self) -> &str {
+        &self.info.place
+    }
+
+    /// SHA-256 of the component file.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
     }
 
     /// The component's imports (interface names with versions).

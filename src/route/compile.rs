@@ -89,6 +89,8 @@ impl Cx<'_> {
         Rule {
             conditions: conditions.into(),
             receiver,
+            place: place.into(),
+            hits: Default::default(),
         }
     }
 

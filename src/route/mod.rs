@@ -13,6 +13,10 @@ mod tests;
 pub use compile::compile;
 pub use pattern::Pattern;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::event::{Event, FieldPath};
 
 /// Index of a receiver in the compiled configuration.
@@ -35,6 +39,19 @@ struct Node {
 struct Rule {
     conditions: Box<[Condition]>,
     receiver: Option<ReceiverId>,
+    /// Where the rule is written: `route.routes[1].match[0]`.
+    place: Arc<str>,
+    /// Events this rule matched (shared by clones of the tree).
+    hits: Arc<AtomicU64>,
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleKind {
+    /// A `drop` rule: the event stops at this route.
+    Drop,
+    /// A `match` rule.
+    Match,
 }
 
 #[derive(Debug, Clone)]
@@ -54,12 +71,14 @@ impl Rule {
 
 impl Node {
     fn process(&self, event: &Event, out: &mut Vec<ReceiverId>) {
-        if self.drop.iter().any(|r| r.matches(event)) {
+        if let Some(rule) = self.drop.iter().find(|r| r.matches(event)) {
+            rule.hits.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let mut all = true;
         for rule in &self.matches {
             if rule.matches(event) {
+                rule.hits.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = rule.receiver
                     && !out.contains(&r)
                 {
@@ -83,5 +102,40 @@ impl RouteTree {
     pub fn route(&self, event: &Event, out: &mut Vec<ReceiverId>) {
         out.clear();
         self.root.process(event, out);
+    }
+
+    /// Calls `f` with every rule's place, kind and match count.
+    pub fn rule_counts(&self, f: &mut dyn FnMut(&str, RuleKind, u64)) {
+        self.root.visit(&mut |rule, kind| {
+            f(&rule.place, kind, rule.hits.load(Ordering::Relaxed));
+        });
+    }
+
+    /// Continues the match counts of `old`'s rules in the rules written at
+    /// the same place (a reload keeps counters monotonic).
+    pub fn inherit_counts(&mut self, old: &RouteTree) {
+        let mut counters = HashMap::new();
+        old.root.visit(&mut |rule, kind| {
+            counters.insert((rule.place.clone(), kind), rule.hits.clone());
+        });
+        self.root.visit_mut(&mut |rule, kind| {
+            if let Some(hits) = counters.get(&(rule.place.clone(), kind)) {
+                rule.hits = hits.clone();
+            }
+        });
+    }
+}
+
+impl Node {
+    fn visit(&self, f: &mut dyn FnMut(&Rule, RuleKind)) {
+        self.drop.iter().for_each(|r| f(r, RuleKind::Drop));
+        self.matches.iter().for_each(|r| f(r, RuleKind::Match));
+        self.routes.iter().for_each(|n| n.visit(f));
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&mut Rule, RuleKind)) {
+        self.drop.iter_mut().for_each(|r| f(r, RuleKind::Drop));
+        self.matches.iter_mut().for_each(|r| f(r, RuleKind::Match));
+        self.routes.iter_mut().for_each(|n| n.visit_mut(f));
     }
 }

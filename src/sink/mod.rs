@@ -63,6 +63,17 @@ pub trait Sink: Send + Sync {
     fn wants_json(&self) -> bool {
         false
     }
+
+    /// The OAuth2 token source, for receivers that use one (its counters
+    /// become metrics).
+    fn tokens(&self) -> Option<&Arc<http::oauth2::TokenSource>> {
+        None
+    }
+
+    /// The WebAssembly plugin delivering, for `wasm` receivers.
+    fn plugin(&self) -> Option<&Arc<crate::plugin::Plugin>> {
+        None
+    }
 }
 
 /// Why a sink could not be built (e.g. a TLS file vanished since validation).

@@ -86,6 +86,9 @@ impl FileSource {
         let Some(file) = self.open(&ctx).await? else {
             return Ok(());
         };
+        ctx.stats
+            .connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let meta = file
             .metadata()
             .await

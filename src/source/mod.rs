@@ -74,6 +74,10 @@ pub struct SourceStats {
     pub tokens_lost: AtomicU64,
     /// Reconnects after transient errors.
     pub reconnects: AtomicU64,
+    /// Whether the source is reading now (file open, change stream open).
+    pub connected: std::sync::atomic::AtomicBool,
+    /// Whether a backfill is running now.
+    pub backfilling: std::sync::atomic::AtomicBool,
 }
 
 /// Why a source stopped.

@@ -22,6 +22,9 @@ impl Source for StdinSource {
 
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>> {
         Box::pin(async move {
+            ctx.stats
+                .connected
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             let mut reader = BufReader::with_capacity(256 * 1024, tokio::io::stdin());
             let mut buf = Vec::new();
             let io = |source| SourceError::Io {

@@ -21,7 +21,7 @@ use crate::event::{AttributesReader, Event};
 use crate::pipeline::Stats;
 use crate::pipeline::deadletter::DeadLetters;
 use crate::plugin::config::{DEFAULT_TRANSFORM_TIMEOUT, WasmConfig};
-use crate::plugin::{PluginSpec, Plugins, World};
+use crate::plugin::{Plugin, PluginSpec, Plugins, World};
 
 /// An entry of `transforms:` (global or per receiver).
 #[derive(Debug, Deserialize)]
@@ -53,7 +53,7 @@ pub enum OnError {
 }
 
 /// A validated transform step.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TransformSpec {
     pub plugin: PluginSpec,
     pub on_error: OnError,
@@ -141,6 +141,11 @@ impl Chain {
 
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// The plugins of the steps, in order.
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.steps.iter().map(|s| &s.plugin)
     }
 
     /// Runs `event` through every step: 0, 1 or more events out. Failures

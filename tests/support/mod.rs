@@ -2,8 +2,10 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod http;
+pub mod metrics;
 pub mod mongo;
 pub mod pipeline;
+pub mod process;
 pub mod tls;
 
 /// The `id` of each JSON line in `text` (CloudEvents, or `route test` rows).

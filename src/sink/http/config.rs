@@ -141,14 +141,14 @@ impl fmt::Debug for Secret {
 }
 
 /// Validated TLS settings: PEM bytes, checked to parse.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TlsSpec {
     pub ca_pem: Option<Vec<u8>>,
     pub identity_pem: Option<Secret>,
     pub insecure_skip_verify: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OAuth2Spec {
     pub token_url: String,
     pub client_id: String,
@@ -160,7 +160,7 @@ pub struct OAuth2Spec {
 
 /// A validated `http` receiver. The endpoint may hold a secret (a token in
 /// the URL): it is never logged.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpSpec {
     pub endpoint: Secret,
     pub mode: HttpMode,

@@ -121,10 +121,6 @@ impl HttpSink {
         })
     }
 
-    pub fn tokens(&self) -> Option<&Arc<TokenSource>> {
-        self.transport.tokens()
-    }
-
     async fn send(&self, headers: HeaderMap, body: Vec<u8>) -> Delivery {
         self.transport
             .send(reqwest::Method::POST, &self.endpoint.0, headers, body)
@@ -145,6 +141,10 @@ fn header_map(headers: &[(String, Secret)]) -> Result<HeaderMap, String> {
 }
 
 impl Sink for HttpSink {
+    fn tokens(&self) -> Option<&Arc<TokenSource>> {
+        self.transport.tokens()
+    }
+
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             match self.mode {

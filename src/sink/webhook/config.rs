@@ -57,7 +57,7 @@ fn default_concurrency() -> usize {
 
 /// The payload of a webhook. Its text may hold an expanded secret (a
 /// routing key), so `Debug` does not show it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum Payload {
     Layout(Value),
     Body {
@@ -76,7 +76,7 @@ impl std::fmt::Debug for Payload {
 }
 
 /// A validated webhook. The endpoint may hold a secret: never logged.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSpec {
     pub endpoint: Secret,
     pub method: reqwest::Method,

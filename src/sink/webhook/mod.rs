@@ -10,6 +10,8 @@
 pub mod config;
 pub mod template;
 
+use std::sync::Arc;
+
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::Value;
 
@@ -119,6 +121,10 @@ impl WebhookSink {
 }
 
 impl Sink for WebhookSink {
+    fn tokens(&self) -> Option<&Arc<super::http::oauth2::TokenSource>> {
+        self.transport.tokens()
+    }
+
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             for item in items {

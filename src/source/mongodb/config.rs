@@ -136,7 +136,7 @@ fn default_time_field() -> String {
 }
 
 /// A validated MongoDB source.
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq)]
 pub struct MongoSpec {
     /// The connection string. Secret: never logged.
     pub uri: String,
@@ -150,7 +150,24 @@ pub struct MongoSpec {
     pub backfill: BackfillSpec,
 }
 
-#[derive(Debug, Clone)]
+/// The URI may hold a password: `Debug` leaves it out.
+impl std::fmt::Debug for MongoSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoSpec")
+            .field("uri", &"***")
+            .field("database", &self.database)
+            .field("collection", &self.collection)
+            .field("operation_types", &self.operation_types)
+            .field("pipeline", &self.pipeline)
+            .field("tokens_database", &self.tokens_database)
+            .field("tokens_collection", &self.tokens_collection)
+            .field("client_name", &self.client_name)
+            .field("backfill", &self.backfill)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackfillSpec {
     pub enabled: bool,
     pub max_age: std::time::Duration,

@@ -105,6 +105,7 @@ pub async fn run(connection: Arc<Connection>, ctx: SourceContext) -> Result<(), 
                 state.recovering = true;
             }
             Err(Stop::Transient(e)) => {
+                ctx.stats.connected.store(false, Ordering::Relaxed);
                 ctx.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 let wait = backoff.next();
                 warn!(error = %e, retry_in = ?wait, "MongoDB source interrupted; reconnecting");
@@ -166,7 +167,10 @@ async fn resync(
         None
     };
     if let Some((from, limit)) = window {
-        backfill(connection, coll, from, limit, opened, state, ctx).await?;
+        ctx.stats.backfilling.store(true, Ordering::Relaxed);
+        let result = backfill(connection, coll, from, limit, opened, state, ctx).await;
+        ctx.stats.backfilling.store(false, Ordering::Relaxed);
+        result?;
     }
     if state.recovering {
         state.recovering = false;
@@ -310,6 +314,7 @@ async fn stream(
 ) -> Result<(), Stop> {
     let tf = connection.spec().backfill.time_field.as_str();
     let mut changes = watch(connection, coll, state.token.clone()).await?;
+    ctx.stats.connected.store(true, Ordering::Relaxed);
     debug!("change stream open");
     backoff.reset();
     let mut last_checkpoint = Instant::now();

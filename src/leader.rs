@@ -1,0 +1,186 @@
+//! Leader election: several replicas, one exporting at a time. The lease is
+//! one document in the source's MongoDB (no new dependency):
+//!
+//! ```text
+//! {_id: "switchyard", holder: "pod-a/7", expiresAt: ISODate, renewedAt: ISODate, acquiredAt: ISODate}
+//! ```
+//!
+//! Taking and renewing are one conditional upsert, judged by the database's
+//! clock (`$$NOW`), so replicas' clocks do not matter: it matches only if
+//! this replica holds the lease or the lease has expired; otherwise the
+//! upsert collides with the existing `_id` and the lease stays with its
+//! holder.
+//!
+//! Safety: before each attempt the leader notes its own monotonic time; a
+//! successful attempt makes the lease valid until that time plus
+//! `leaseDuration`, which is never later than the expiry the database wrote.
+//! If the leader cannot renew, it stops exporting (the process exits) a
+//! margin before that local deadline — so before any standby can take the
+//! lease. A standby that takes over resumes from the persisted position.
+
+use std::time::Duration;
+
+use mongodb::Collection;
+use mongodb::bson::{Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::WriteConcern;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::LeaderSpec;
+use crate::source::mongodb::{Connection, MongoSpec};
+
+/// The lease, as one replica sees it.
+pub struct Lease {
+    coll: Collection<Document>,
+    spec: LeaderSpec,
+}
+
+/// Why the lease could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("leader election: {0}")]
+pub struct LeaseError(String);
+
+impl Lease {
+    /// The lease `spec.lease` in `spec.collection` of the source's database.
+    pub async fn connect(mongo: &MongoSpec, spec: LeaderSpec) -> Result<Self, LeaseError> {
+        let connection = Connection::new(mongo.clone());
+        let client = connection
+            .client()
+            .await
+            .map_err(|e| LeaseError(format!("cannot connect to MongoDB: {e}")))?;
+        let coll = client.database(&mongo.database).collection_with_options(
+            &spec.collection,
+            mongodb::options::CollectionOptions::builder()
+                .write_concern(WriteConcern::majority())
+                .build(),
+        );
+        Ok(Self { coll, spec })
+    }
+
+    pub fn spec(&self) -> &LeaderSpec {
+        &self.spec
+    }
+
+    /// Takes or renews the lease. `Some(deadline)`: this replica holds it
+    /// and must stop exporting by `deadline` unless renewed. `None`:
+    /// another replica holds it.
+    pub async fn try_acquire(&self) -> Result<Option<Instant>, LeaseError> {
+        let sent = Instant::now();
+        let me = &self.spec.identity;
+        let millis = i64::try_from(self.spec.lease_duration.as_millis()).unwrap_or(i64::MAX);
+        let filter = doc! {
+            "_id": &self.spec.lease,
+            "$expr": {"$or": [
+                {"$eq": ["$holder", me]},
+                {"$lt": ["$expiresAt", "$$NOW"]},
+            ]},
+        };
+        let update = vec![doc! {"$set": {
+            "holder": me,
+            "expiresAt": {"$add": ["$$NOW", millis]},
+            "renewedAt": "$$NOW",
+            "acquiredAt": {"$cond": [{"$eq": ["$holder", me]}, "$acquiredAt", "$$NOW"]},
+        }}];
+        match self.coll.update_one(filter, update).upsert(true).await {
+            Ok(_) => Ok(Some(sent + self.spec.lease_duration - self.margin())),
+            Err(e) if is_duplicate_key(&e) => Ok(None),
+            Err(e) => Err(LeaseError(e.to_string())),
+        }
+    }
+
+    /// Gives the lease up (graceful shutdown): a standby takes over at its
+    /// next attempt instead of waiting for the expiry.
+    pub async fn release(&self) {
+        let filter = doc! {"_id": &self.spec.lease, "holder": &self.spec.identity};
+        let update = vec![doc! {"$set": {"expiresAt": "$$NOW"}}];
+        match self.coll.update_one(filter, update).await {
+            Ok(_) => info!(lease = %self.spec.lease, "lease released"),
+            Err(e) => {
+                warn!(lease = %self.spec.lease, error = %e, "cannot release the lease; a standby takes over when it expires")
+            }
+        }
+    }
+
+    /// How long before the local deadline the leader stops: time for a
+    /// last renewal attempt and for the process to exit.
+    fn margin(&self) -> Duration {
+        (self.spec.renew_interval / 2).min(Duration::from_secs(2))
+    }
+
+    /// Waits until this replica holds the lease (`Some(deadline)`), or
+    /// `None` at shutdown. Database errors are logged and retried.
+    pub async fn acquire(&self, shutdown: &CancellationToken) -> Option<Instant> {
+        let mut logged_holder = false;
+        loop {
+            match self.try_acquire().await {
+                Ok(Some(deadline)) => return Some(deadline),
+                Ok(None) => {
+                    if !logged_holder {
+                        info!(lease = %self.spec.lease, identity = %self.spec.identity, "standing by: another replica holds the lease");
+                        logged_holder = true;
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot reach the lease; will try again"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(self.spec.renew_interval) => {}
+            }
+        }
+    }
+
+    /// Renews the lease every `renewInterval` until `stop`; cancels `lost`
+    /// (and returns) when it can no longer be sure to hold it: another
+    /// replica took it, or renewals failed until the deadline.
+    pub async fn hold(
+        &self,
+        mut deadline: Instant,
+        lost: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        let mut wait = self.spec.renew_interval;
+        loop {
+            let next = Instant::now() + wait;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(next.min(deadline)) => {}
+            }
+            if Instant::now() >= deadline {
+                error!(lease = %self.spec.lease, "lease not renewed in time; this replica stops exporting");
+                lost.cancel();
+                return;
+            }
+            let attempt = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = self.try_acquire() => r,
+                _ = tokio::time::sleep_until(deadline) => Err(LeaseError("renewal timed out".into())),
+            };
+            // After a failure, try again soon: the deadline is near.
+            wait = self.spec.renew_interval.min(Duration::from_secs(1));
+            match attempt {
+                Ok(Some(d)) => {
+                    deadline = d;
+                    wait = self.spec.renew_interval;
+                }
+                Ok(None) => {
+                    error!(lease = %self.spec.lease, "another replica holds the lease; this replica stops exporting");
+                    lost.cancel();
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, left = ?deadline.saturating_duration_since(Instant::now()), "cannot renew the lease; retrying");
+                }
+            }
+        }
+    }
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
+    }
+}

@@ -1,0 +1,258 @@
+//! The receivers running now, and the [`Routing`] the router uses for each
+//! record. A reload builds a new `Routing` and the router swaps it in
+//! between two records, so every event is routed by exactly one config:
+//!
+//! - a receiver whose settings and plugin files are unchanged keeps its
+//!   task, queue, connections and OAuth2 token;
+//! - a changed receiver gets a new task and queue; the old task delivers
+//!   what was queued under the old config, then stops, and only then does
+//!   the new one start delivering (one writer per destination, in order);
+//! - a removed receiver's task drains its queue and stops.
+//!
+//! The old `Routing` holds the old queues' senders: once the router drops
+//! it, nothing more reaches a replaced queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use super::receiver::ReceiverTask;
+use super::{Queued, ReceiverStats, Stats, Tracker};
+use crate::config::{Compiled, ReceiverSpec};
+use crate::mapping::Mapper;
+use crate::plugin::{Plugin, Plugins};
+use crate::route::RouteTree;
+use crate::sink::{self, BuildError, Sink};
+use crate::transform::Chain;
+
+/// What the router needs for one record; replaced whole by a reload.
+pub struct Routing {
+    pub mapper: Mapper,
+    pub transforms: Chain,
+    pub routes: RouteTree,
+    /// The receivers' queues, indexed by the route tree's receiver ids.
+    pub queues: Vec<Queue>,
+}
+
+/// The sending end of a receiver's queue.
+#[derive(Clone)]
+pub struct Queue {
+    pub name: Arc<str>,
+    pub tx: mpsc::Sender<Queued>,
+    pub stats: Arc<ReceiverStats>,
+}
+
+impl Queue {
+    /// Queues one event (waiting while the queue is full). `false` if the
+    /// receiver's task is gone.
+    pub async fn send(&self, queued: Queued) -> bool {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(queued).await.is_ok() {
+            return true;
+        }
+        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+}
+
+/// A running receiver.
+struct Running {
+    spec: ReceiverSpec,
+    /// SHA-256 of every plugin file it uses (sink and transforms).
+    digests: Vec<[u8; 32]>,
+    queue: Queue,
+    sink: Arc<dyn Sink>,
+    plugins: Vec<Arc<Plugin>>,
+    /// Cancelled once the task has delivered everything queued to it.
+    done: CancellationToken,
+}
+
+/// A receiver, as metrics see it.
+pub struct ReceiverView {
+    pub name: Arc<str>,
+    pub stats: Arc<ReceiverStats>,
+    pub sink: Arc<dyn Sink>,
+    pub plugins: Vec<Arc<Plugin>>,
+}
+
+/// The running receivers.
+pub struct Topology {
+    running: HashMap<String, Running>,
+    tasks: TaskTracker,
+    tracker: Arc<Tracker>,
+    stats: Arc<Stats>,
+}
+
+impl Topology {
+    pub fn new(tracker: Arc<Tracker>, stats: Arc<Stats>) -> Self {
+        Self {
+            running: HashMap::new(),
+            tasks: TaskTracker::new(),
+            tracker,
+            stats,
+        }
+    }
+
+    /// Builds the routing for `compiled`, starting the receivers it needs
+    /// and letting go of those it no longer has. `sinks` (one per receiver,
+    /// in order) replaces building them (tests). Errors leave everything
+    /// running as it was.
+    pub fn apply(
+        &mut self,
+        compiled: &Compiled,
+        plugins: &Plugins,
+        sinks: Option<Vec<Arc<dyn Sink>>>,
+    ) -> Result<Routing, BuildError> {
+        struct Plan {
+            spec: ReceiverSpec,
+            digests: Vec<[u8; 32]>,
+            built: Option<(Arc<dyn Sink>, Chain)>,
+        }
+        // Build everything first: a failure must not touch what runs.
+        let mut sinks = sinks.map(Vec::into_iter);
+        let mut plans = Vec::with_capacity(compiled.receivers.len());
+        for spec in &compiled.receivers {
+            let given = sinks.as_mut().and_then(Iterator::next);
+            let digests = digests(spec, plugins);
+            let unchanged = given.is_none()
+                && self
+                    .running
+                    .get(&spec.name)
+                    .is_some_and(|r| r.spec == *spec && r.digests == digests);
+            let built = if unchanged {
+                None
+            } else {
+                let sink = match given {
+                    Some(sink) => sink,
+                    None => sink::build(spec, plugins)?,
+                };
+                Some((sink, Chain::new(&spec.transforms, plugins)))
+            };
+            plans.push(Plan {
+                spec: spec.clone(),
+                digests,
+                built,
+            });
+        }
+
+        let mut previous = std::mem::take(&mut self.running);
+        let mut queues = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let old = previous.remove(&plan.spec.name);
+            let running = match (plan.built, old) {
+                (None, Some(old)) => old,
+                (Some((sink, transforms)), old) => {
+                    let (stats, after) = match old {
+                        Some(old) => {
+                            info!(receiver = %plan.spec.name, "receiver changed; the new settings take over once its queue is delivered");
+                            (old.queue.stats.clone(), Some(old.done.clone()))
+                        }
+                        None => (Arc::default(), None),
+                    };
+                    self.start(plan.spec, plan.digests, sink, transforms, stats, after)
+                }
+                (None, None) => unreachable!("unchanged means it was running"),
+            };
+            queues.push(running.queue.clone());
+            self.running.insert(running.spec.name.clone(), running);
+        }
+        for name in previous.keys() {
+            info!(receiver = %name, "receiver removed; it stops once its queue is delivered");
+        }
+        // `previous` (removed receivers) drops here; their tasks end when
+        // the router drops the old routing's senders too.
+        Ok(Routing {
+            mapper: compiled.mapper.clone(),
+            transforms: Chain::new(&compiled.transforms, plugins),
+            routes: compiled.routes.clone(),
+            queues,
+        })
+    }
+
+    fn start(
+        &self,
+        spec: ReceiverSpec,
+        digests: Vec<[u8; 32]>,
+        sink: Arc<dyn Sink>,
+        transforms: Chain,
+        stats: Arc<ReceiverStats>,
+        after: Option<CancellationToken>,
+    ) -> Running {
+        let (tx, rx) = mpsc::channel(spec.queue.max_events);
+        let mut plugins: Vec<_> = sink.plugin().cloned().into_iter().collect();
+        plugins.extend(transforms.plugins().cloned());
+        let task = ReceiverTask::new(
+            &spec,
+            sink.clone(),
+            transforms,
+            rx,
+            self.tracker.clone(),
+            self.stats.clone(),
+            stats.clone(),
+        );
+        let done = CancellationToken::new();
+        let finished = done.clone();
+        let name = spec.name.clone();
+        self.tasks.spawn(async move {
+            if let Some(previous) = after {
+                previous.cancelled().await;
+                debug!(receiver = %name, "previous settings drained; delivering with the new ones");
+            }
+            task.run().await;
+            finished.cancel();
+        });
+        Running {
+            queue: Queue {
+                name: spec.name.as_str().into(),
+                tx,
+                stats,
+            },
+            spec,
+            digests,
+            sink,
+            plugins,
+            done,
+        }
+    }
+
+    /// The running receivers, for metrics.
+    pub fn views(&self) -> Vec<ReceiverView> {
+        let mut views: Vec<_> = self
+            .running
+            .values()
+            .map(|r| ReceiverView {
+                name: r.queue.name.clone(),
+                stats: r.queue.stats.clone(),
+                sink: r.sink.clone(),
+                plugins: r.plugins.clone(),
+            })
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views
+    }
+
+    /// Lets go of every queue; returns the tasks to wait for (they finish
+    /// once the router's routing is dropped too and the queues drain).
+    pub fn close(self) -> TaskTracker {
+        self.tasks.close();
+        self.tasks
+    }
+}
+
+/// The digests of the plugin files a receiver uses.
+fn digests(spec: &ReceiverSpec, plugins: &Plugins) -> Vec<[u8; 32]> {
+    let sink = match &spec.kind {
+        crate::config::ReceiverKind::Wasm(p) => Some(&p.place),
+        _ => None,
+    };
+    sink.into_iter()
+        .chain(spec.transforms.iter().map(|t| &t.plugin.place))
+        .filter_map(|place| plugins.get(place))
+        .map(|p| p.digest())
+        .collect()
+}

@@ -1,0 +1,152 @@
+//! What operators watch: Prometheus metrics (`metrics.rs`, read from the
+//! pipeline's counters at scrape time), health (`/healthz`, `/readyz`) and
+//! the HTTP server for both (`server.rs`).
+//!
+//! [`Telemetry`] is the meeting point: the pipeline publishes what runs now
+//! ([`Live`], replaced on every reload), the reloader counts reloads, leader
+//! election sets the role.
+
+mod metrics;
+mod server;
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use server::{ServeError, serve};
+
+use crate::pipeline::{ReceiverView, Stats, Tracker};
+use crate::plugin::Plugin;
+use crate::route::RouteTree;
+
+/// The running pipeline as metrics see it.
+pub struct Live {
+    pub stats: Arc<Stats>,
+    pub tracker: Arc<Tracker>,
+    pub routes: RouteTree,
+    pub receivers: Vec<ReceiverView>,
+    /// The global transforms' plugins.
+    pub transforms: Vec<Arc<Plugin>>,
+}
+
+/// This replica's part in leader election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// No leader election: this process exports.
+    Single = 0,
+    /// Holds the lease and exports.
+    Leader = 1,
+    /// Waits for the lease.
+    Standby = 2,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Single => "single",
+            Role::Leader => "leader",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+/// Shared state behind `/metrics`, `/healthz` and `/readyz`.
+#[derive(Default)]
+pub struct Telemetry {
+    live: Mutex<Option<Live>>,
+    role: AtomicU8,
+    /// Config reloads that took effect.
+    pub reloads_succeeded: AtomicU64,
+    /// Config reloads refused (invalid file, plugin that does not load).
+    pub reloads_failed: AtomicU64,
+    /// Whether the last reload attempt took effect (true before any).
+    last_reload_failed: AtomicBool,
+    /// Times this process became the leader.
+    pub leaderships: AtomicU64,
+}
+
+impl Telemetry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The pipeline runs `live` from now on.
+    pub fn set_live(&self, live: Live) {
+        *self.live.lock().expect("telemetry lock") = Some(live);
+    }
+
+    /// The pipeline stopped.
+    pub fn clear_live(&self) {
+        *self.live.lock().expect("telemetry lock") = None;
+    }
+
+    pub fn set_role(&self, role: Role) {
+        let old = self.role.swap(role as u8, Ordering::Relaxed);
+        if role == Role::Leader && old != Role::Leader as u8 {
+            self.leaderships.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        match self.role.load(Ordering::Relaxed) {
+            1 => Role::Leader,
+            2 => Role::Standby,
+            _ => Role::Single,
+        }
+    }
+
+    /// Counts a reload attempt.
+    pub fn reloaded(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_succeeded
+        } else {
+            &self.reloads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.last_reload_failed.store(!ok, Ordering::Relaxed);
+    }
+
+    /// `/readyz`: whether this replica does its job now, and what it is.
+    pub fn readiness(&self) -> Readiness {
+        let role = self.role();
+        let live = self.live.lock().expect("telemetry lock");
+        let (receivers, source_connected) = match live.as_ref() {
+            Some(l) => (
+                Some(l.receivers.len()),
+                l.stats.source.connected.load(Ordering::Relaxed),
+            ),
+            None => (None, false),
+        };
+        // A standby is ready: it is healthy and waiting, which is its job.
+        let ready = role == Role::Standby || (receivers.is_some() && source_connected);
+        Readiness {
+            ready,
+            role,
+            receivers,
+            source_connected,
+        }
+    }
+}
+
+/// The answer of `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub role: Role,
+    /// Receivers built, when the pipeline runs.
+    pub receivers: Option<usize>,
+    pub source_connected: bool,
+}
+
+impl Readiness {
+    /// One JSON object, e.g. `{"ready":true,"role":"leader","sourceConnected":true,"receivers":3}`.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "ready": self.ready,
+            "role": self.role.as_str(),
+            "sourceConnected": self.source_connected,
+            "receivers": self.receivers,
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,215 @@
+//! `/metrics`, `/healthz` and `/readyz` of the running binary, scraped over
+//! HTTP and parsed: the counts match what the test made happen (records
+//! read, malformed, dropped per rule, matched per rule, delivered, retried
+//! and dead-lettered per receiver, batch sizes, position saves).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::http;
+use support::metrics::scrape;
+use support::pipeline::SAMPLES;
+use support::process::Process;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_what_happened() {
+    const N: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    let mut lines: Vec<&str> = SAMPLES.lines().take(N).collect();
+    lines.insert(10, "this is not json");
+    lines.insert(50, "{\"_id\": {\"$oid\": \"65f000000000000000000001\"}}");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let down = http::receiver(http::always(503)).await;
+    let out = dir.path().join("out.jsonl");
+    let dlq = dir.path().join("fatal-dlq.jsonl");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata: {{cluster: test}}\n\
+             source: {{file: {{path: {input}, follow: true}}}}\n\
+             state: {{dir: {state}, flushInterval: 50ms}}\n\
+             telemetry: {{listen: 127.0.0.1:0}}\n\
+             route:\n\
+             \x20 drop: [{{data.healthEvent.recommendedAction: NONE}}]\n\
+             \x20 match: [{{receiver: out}}, {{receiver: fatal, data.healthEvent.isFatal: true}}]\n\
+             receivers:\n\
+             \x20 - {{name: out, file: {{path: {out}}}, queue: {{maxBatch: 7}}}}\n\
+             \x20 - name: fatal\n\
+             \x20   http: {{endpoint: \"{down}\"}}\n\
+             \x20   retry: {{maxRetries: 1, initialBackoff: 5ms, jitter: 0}}\n\
+             \x20   deadLetter: {{file: {dlq}}}\n",
+            input = input.display(),
+            state = dir.path().join("state").display(),
+            out = out.display(),
+            down = down.url(),
+            dlq = dlq.display(),
+        ),
+    )
+    .unwrap();
+
+    // What the route tree does with these records, from `route test`.
+    let routed = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["route", "test", "-c"])
+        .arg(&config)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> = String::from_utf8(routed.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), N, "the two malformed records are not routed");
+    let to = |name: &str| {
+        rows.iter()
+            .filter(|r| r["receivers"].as_array().unwrap().iter().any(|x| x == name))
+            .count() as f64
+    };
+    let (to_out, to_fatal) = (to("out"), to("fatal"));
+    let dropped = N as f64 - to_out;
+    assert!(to_out > 0.0 && to_fatal > 0.0 && dropped > 0.0);
+
+    let mut process = Process::run(&config, &[]);
+    let addr = process.telemetry_addr().await;
+    let deadline = Instant::now() + WAIT;
+    let scraped = loop {
+        let s = scrape(&addr).await;
+        let done = |name, receiver| s.find(name, &[("receiver", receiver)]);
+        if done("switchyard_receiver_events_delivered_total", "out") == Some(to_out)
+            && done("switchyard_receiver_events_dead_lettered_total", "fatal") == Some(to_fatal)
+            && s.find("switchyard_events_in_flight", &[]) == Some(0.0)
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not done:\n{}", s.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let get = |name: &str| scraped.get(name, &[]);
+    assert_eq!(get("switchyard_events_read_total"), N as f64 + 2.0);
+    assert_eq!(get("switchyard_events_mapped_total"), N as f64);
+    assert_eq!(get("switchyard_events_malformed_total"), 2.0);
+    assert_eq!(get("switchyard_events_unrouted_total"), dropped);
+    assert_eq!(get("switchyard_source_connected"), 1.0);
+    assert_eq!(get("switchyard_source_position_age_seconds"), 0.0);
+    assert_eq!(get("switchyard_leader"), 1.0);
+    let rule = |name: &str, rule: &str| scraped.get(name, &[("rule", rule)]);
+    assert_eq!(
+        rule("switchyard_route_drops_total", "route.drop[0]"),
+        dropped
+    );
+    assert_eq!(
+        rule("switchyard_route_matches_total", "route.match[0]"),
+        to_out
+    );
+    assert_eq!(
+        rule("switchyard_route_matches_total", "route.match[1]"),
+        to_fatal
+    );
+    let receiver = |name: &str, r: &str| scraped.get(name, &[("receiver", r)]);
+    // `fatal`: one event per request, each tried twice, then dead-lettered.
+    assert_eq!(
+        receiver("switchyard_receiver_delivery_retries_total", "fatal"),
+        to_fatal
+    );
+    assert_eq!(
+        receiver(
+            "switchyard_receiver_delivery_duration_seconds_count",
+            "fatal"
+        ),
+        2.0 * to_fatal
+    );
+    assert_eq!(
+        receiver("switchyard_receiver_events_delivered_total", "fatal"),
+        0.0
+    );
+    assert_eq!(down.count() as f64, 2.0 * to_fatal);
+    // `out`: batches of at most 7; every event in one of them.
+    assert_eq!(
+        receiver("switchyard_receiver_batch_size_events_sum", "out"),
+        to_out
+    );
+    assert_eq!(
+        scraped.get(
+            "switchyard_receiver_batch_size_events_bucket",
+            &[("receiver", "out"), ("le", "8.0")]
+        ),
+        receiver("switchyard_receiver_batch_size_events_count", "out"),
+        "no batch above maxBatch"
+    );
+    assert_eq!(receiver("switchyard_receiver_queue_events", "out"), 0.0);
+    assert_eq!(
+        receiver("switchyard_receiver_events_rejected_total", "out"),
+        0.0
+    );
+    assert!(get("switchyard_source_positions_saved_total") >= 1.0);
+    assert!(
+        scraped
+            .text
+            .contains("# TYPE switchyard_receiver_delivery_duration_seconds histogram"),
+        "{}",
+        scraped.text
+    );
+
+    // Health: alive, and ready (the source is open, the receivers built).
+    let healthz = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200);
+    let readyz = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&readyz.text().await.unwrap()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": true, "role": "single", "sourceConnected": true, "receivers": 2})
+    );
+    assert!(process.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_until_the_source_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // The followed file does not exist yet: the source waits for it.
+    let input = dir.path().join("later.jsonl");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata: {{cluster: test}}\n\
+             source: {{file: {{path: {input}, follow: true, pollInterval: 20ms}}}}\n\
+             state: {{dir: {state}}}\n\
+             telemetry: {{listen: 127.0.0.1:0}}\n\
+             route: {{match: [{{receiver: out}}]}}\n\
+             receivers: [{{name: out, stdout: {{}}}}]\n",
+            input = input.display(),
+            state = dir.path().join("state").display(),
+        ),
+    )
+    .unwrap();
+    let mut process = Process::run(&config, &[]);
+    let addr = process.telemetry_addr().await;
+    let readyz = || async {
+        let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap(),
+        )
+    };
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["sourceConnected"], false);
+
+    std::fs::write(&input, "").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while readyz().await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready:\n{}", process.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(process.terminate().success());
+}
