@@ -286,7 +286,7 @@ async fn serve(path: &Path, compiled: Compiled) -> ExitCode {
     else {
         return export(path, compiled, telemetry, shutdown).await;
     };
-    let lease = match Lease::connect(mongo, spec).await {
+    let lease = match Lease::connect(&mongo.uri, &mongo.database, spec).await {
         Ok(lease) => lease,
         Err(e) => {
             error!(error = %e, "switchyard stopped with an error");

@@ -5,11 +5,11 @@
 //! {_id: "switchyard", holder: "pod-a/7", expiresAt: ISODate, renewedAt: ISODate, acquiredAt: ISODate}
 //! ```
 //!
-//! Taking and renewing are one conditional upsert, judged by the database's
-//! clock (`$$NOW`), so replicas' clocks do not matter: it matches only if
-//! this replica holds the lease or the lease has expired; otherwise the
-//! upsert collides with the existing `_id` and the lease stays with its
-//! holder.
+//! Taking and renewing are one atomic `findAndModify` (an upsert with an
+//! update pipeline) judged by the database's clock (`$$NOW`), so replicas'
+//! clocks do not matter: it writes this replica as the holder only if the
+//! lease is free, expired or already its own, and the document it returns
+//! says who holds the lease now.
 //!
 //! Safety: before each attempt the leader notes its own monotonic time; a
 //! successful attempt makes the lease valid until that time plus
@@ -20,16 +20,14 @@
 
 use std::time::Duration;
 
-use mongodb::Collection;
-use mongodb::bson::{Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::WriteConcern;
+use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::{ClientOptions, CollectionOptions, ReturnDocument, WriteConcern};
+use mongodb::{Client, Collection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::LeaderSpec;
-use crate::source::mongodb::{Connection, MongoSpec};
 
 /// The lease, as one replica sees it.
 pub struct Lease {
@@ -43,16 +41,21 @@ pub struct Lease {
 pub struct LeaseError(String);
 
 impl Lease {
-    /// The lease `spec.lease` in `spec.collection` of the source's database.
-    pub async fn connect(mongo: &MongoSpec, spec: LeaderSpec) -> Result<Self, LeaseError> {
-        let connection = Connection::new(mongo.clone());
-        let client = connection
-            .client()
+    /// The lease `spec.lease` in `spec.collection` of `database` (the
+    /// source's) at `uri`. Connects lazily: an unreachable database shows
+    /// in the first attempt.
+    pub async fn connect(uri: &str, database: &str, spec: LeaderSpec) -> Result<Self, LeaseError> {
+        let mut options = ClientOptions::parse(uri)
             .await
+            .map_err(|e| LeaseError(format!("MongoDB URI: {e}")))?;
+        options
+            .app_name
+            .get_or_insert_with(|| "switchyard-lease".to_owned());
+        let client = Client::with_options(options)
             .map_err(|e| LeaseError(format!("cannot connect to MongoDB: {e}")))?;
-        let coll = client.database(&mongo.database).collection_with_options(
+        let coll = client.database(database).collection_with_options(
             &spec.collection,
-            mongodb::options::CollectionOptions::builder()
+            CollectionOptions::builder()
                 .write_concern(WriteConcern::majority())
                 .build(),
         );
@@ -70,23 +73,38 @@ impl Lease {
         let sent = Instant::now();
         let me = &self.spec.identity;
         let millis = i64::try_from(self.spec.lease_duration.as_millis()).unwrap_or(i64::MAX);
-        let filter = doc! {
-            "_id": &self.spec.lease,
-            "$expr": {"$or": [
-                {"$eq": ["$holder", me]},
-                {"$lt": ["$expiresAt", "$$NOW"]},
-            ]},
-        };
-        let update = vec![doc! {"$set": {
-            "holder": me,
-            "expiresAt": {"$add": ["$$NOW", millis]},
-            "renewedAt": "$$NOW",
-            "acquiredAt": {"$cond": [{"$eq": ["$holder", me]}, "$acquiredAt", "$$NOW"]},
-        }}];
-        match self.coll.update_one(filter, update).upsert(true).await {
-            Ok(_) => Ok(Some(sent + self.spec.lease_duration - self.margin())),
-            Err(e) if is_duplicate_key(&e) => Ok(None),
-            Err(e) => Err(LeaseError(e.to_string())),
+        // The condition lives in the update: an upsert cannot filter with
+        // `$expr`. `ok`: free, expired, or ours already.
+        let update = vec![
+            doc! {"$set": {
+                "previous": "$holder",
+                "ok": {"$or": [
+                    {"$eq": ["$holder", me]},
+                    {"$lt": [{"$ifNull": ["$expiresAt", DateTime::MIN]}, "$$NOW"]},
+                ]},
+            }},
+            doc! {"$set": {
+                "holder": {"$cond": ["$ok", me, "$holder"]},
+                "expiresAt": {"$cond": ["$ok", {"$add": ["$$NOW", millis]}, "$expiresAt"]},
+                "renewedAt": {"$cond": ["$ok", "$$NOW", "$renewedAt"]},
+                "acquiredAt": {"$cond": [
+                    {"$and": ["$ok", {"$ne": ["$previous", me]}]}, "$$NOW", "$acquiredAt",
+                ]},
+            }},
+            doc! {"$unset": ["previous", "ok"]},
+        ];
+        let lease = self
+            .coll
+            .find_one_and_update(doc! {"_id": &self.spec.lease}, update)
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(|e| LeaseError(e.to_string()))?;
+        let holder = lease.as_ref().and_then(|d| d.get_str("holder").ok());
+        if holder == Some(me.as_str()) {
+            Ok(Some(sent + self.spec.lease_duration - self.margin()))
+        } else {
+            Ok(None)
         }
     }
 
@@ -124,9 +142,11 @@ impl Lease {
                 }
                 Err(e) => warn!(error = %e, "cannot reach the lease; will try again"),
             }
+            // Often enough to take over soon after the expiry.
+            let poll = self.spec.renew_interval.min(Duration::from_secs(1));
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(self.spec.renew_interval) => {}
+                _ = tokio::time::sleep(poll) => {}
             }
         }
     }
@@ -174,13 +194,5 @@ impl Lease {
                 }
             }
         }
-    }
-}
-
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::Command(c) => c.code == 11000,
-        _ => false,
     }
 }
