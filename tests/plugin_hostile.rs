@@ -387,5 +387,6 @@ async fn a_trapping_sink_plugin_retries_then_dead_letters_while_others_deliver()
     }
     use switchyard::pipeline::Stats as S;
     assert_eq!(S::get(&stats.delivered), 50 + 50 - dead.len() as u64);
-    assert_eq!(S::get(&stats.retries), 3 * dead.len() as u64);
+    // Three attempts each: two retried, the third dead-lettered.
+    assert_eq!(S::get(&stats.retries), 2 * dead.len() as u64);
 }
