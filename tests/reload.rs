@@ -202,9 +202,23 @@ async fn routes_change_while_events_flow() {
         "the unchanged receiver got each event once"
     );
     assert_eq!(tokens.count(), 1, "the unchanged receiver kept its token");
+    assert_eq!(
+        scraped.get(
+            "switchyard_receiver_oauth2_token_refreshes_total",
+            &[("receiver", "keep")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        scraped.get(
+            "switchyard_receiver_oauth2_token_failures_total",
+            &[("receiver", "keep")]
+        ),
+        0.0
+    );
 
     assert_eq!(
-        scraped.get("switchyard_config_reloads_succeeded_total", &[]),
+        scraped.get("switchyard_config_reloads_total", &[("result", "success")]),
         1.0
     );
     // The rule at route.match[0] sent to `a`, then to `b`: one counter.
@@ -252,7 +266,7 @@ async fn a_broken_reload_keeps_the_running_config() {
     );
     let scraped = scrape(&metrics).await;
     assert_eq!(
-        scraped.get("switchyard_config_reloads_failed_total", &[]),
+        scraped.get("switchyard_config_reloads_total", &[("result", "failure")]),
         1.0
     );
     assert_eq!(
@@ -288,11 +302,11 @@ async fn a_broken_reload_keeps_the_running_config() {
     assert!(process.terminate().success());
     assert_eq!(support::event_ids(&a).len(), 30, "nothing more at a");
     assert_eq!(
-        scraped.get("switchyard_config_reloads_failed_total", &[]),
+        scraped.get("switchyard_config_reloads_total", &[("result", "failure")]),
         2.0
     );
     assert_eq!(
-        scraped.get("switchyard_config_reloads_succeeded_total", &[]),
+        scraped.get("switchyard_config_reloads_total", &[("result", "success")]),
         1.0
     );
     assert_eq!(
@@ -343,7 +357,7 @@ async fn a_configmap_symlink_swap_is_detected() {
     assert!(process.terminate().success());
     assert_eq!(support::event_ids(&a).len(), 20);
     assert_eq!(
-        scraped.get("switchyard_config_reloads_succeeded_total", &[]),
+        scraped.get("switchyard_config_reloads_total", &[("result", "success")]),
         1.0
     );
 }
@@ -365,5 +379,68 @@ async fn sighup_reloads() {
         !process.log().contains("receiver changed"),
         "an unchanged config changes no receiver:\n{}",
         process.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixing_a_receiver_delivers_its_backlog_at_once() {
+    const N: usize = 50;
+    let setup = Setup::new(N);
+    let broken = http::receiver(http::always(503)).await;
+    let fixed = http::receiver(http::always(202)).await;
+    // A receiver whose endpoint is wrong, retrying with a long backoff and
+    // no dead letter file: its events wait.
+    let receiver = |url: &str| {
+        format!(
+            "  - name: hook\n    http: {{endpoint: \"{url}\", mode: batch, batch: {{maxEvents: 10}}}}\n    \
+             retry: {{initialBackoff: 1h, maxBackoff: 1h}}\n"
+        )
+    };
+    let config = setup.path("config.yaml");
+    std::fs::write(&config, setup.config(&["hook"], &receiver(&broken.url()))).unwrap();
+    let mut process = Process::run(&config, &[]);
+    let metrics = process.telemetry_addr().await;
+    process.wait_for("watching the config file", WAIT).await;
+    setup.append(0..N);
+    wait_until("the first failed attempts", || broken.count() >= 1).await;
+
+    // The fix: queued events and those waiting an hour to retry go to the
+    // new endpoint now, once each.
+    replace(&config, &setup.config(&["hook"], &receiver(&fixed.url())));
+    process.wait_for("receiver changed", WAIT).await;
+    let ids = || -> Vec<String> {
+        fixed
+            .requests()
+            .iter()
+            .flat_map(|r| {
+                r.json()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["id"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    wait_until("the backlog at the fixed endpoint", || ids().len() >= N).await;
+    let scraped = scrape(&metrics).await;
+    assert!(process.terminate().success(), "{}", process.log());
+
+    let mut got = ids();
+    let mut want = setup.ids();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "each event once");
+    assert_eq!(
+        scraped.get("switchyard_events_in_flight", &[]),
+        0.0,
+        "the position moved past all of them"
+    );
+    assert_eq!(
+        scraped.get(
+            "switchyard_receiver_events_delivered_total",
+            &[("receiver", "hook")]
+        ),
+        N as f64
     );
 }

@@ -11,6 +11,7 @@ use support::http;
 use support::metrics::scrape;
 use support::pipeline::SAMPLES;
 use support::process::Process;
+use support::wasm::{self, Misbehaviour};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -26,6 +27,10 @@ async fn metrics_show_what_happened() {
     let down = http::receiver(http::always(503)).await;
     let out = dir.path().join("out.jsonl");
     let dlq = dir.path().join("fatal-dlq.jsonl");
+    // A transform that traps on events whose id starts with 0 (they pass
+    // on unchanged).
+    let plugin = dir.path().join("trap.wasm");
+    std::fs::write(&plugin, wasm::transform(Misbehaviour::Trap, "0")).unwrap();
     let config = dir.path().join("config.yaml");
     std::fs::write(
         &config,
@@ -34,6 +39,7 @@ async fn metrics_show_what_happened() {
              source: {{file: {{path: {input}, follow: true}}}}\n\
              state: {{dir: {state}, flushInterval: 50ms}}\n\
              telemetry: {{listen: 127.0.0.1:0}}\n\
+             transforms: [{{wasm: {{plugin: {plugin}, name: trapper}}, onError: pass}}]\n\
              route:\n\
              \x20 drop: [{{data.healthEvent.recommendedAction: NONE}}]\n\
              \x20 match: [{{receiver: out}}, {{receiver: fatal, data.healthEvent.isFatal: true}}]\n\
@@ -45,6 +51,7 @@ async fn metrics_show_what_happened() {
              \x20   deadLetter: {{file: {dlq}}}\n",
             input = input.display(),
             state = dir.path().join("state").display(),
+            plugin = plugin.display(),
             out = out.display(),
             down = down.url(),
             dlq = dlq.display(),
@@ -71,6 +78,11 @@ async fn metrics_show_what_happened() {
             .count() as f64
     };
     let (to_out, to_fatal) = (to("out"), to("fatal"));
+    let trapped = rows
+        .iter()
+        .filter(|r| r["id"].as_str().unwrap().starts_with('0'))
+        .count() as f64;
+    assert!(trapped > 0.0);
     let dropped = N as f64 - to_out;
     assert!(to_out > 0.0 && to_fatal > 0.0 && dropped > 0.0);
 
@@ -148,6 +160,17 @@ async fn metrics_show_what_happened() {
         0.0
     );
     assert!(get("switchyard_source_positions_saved_total") >= 1.0);
+    let plugin = |name: &str| {
+        scraped.get(
+            name,
+            &[("plugin", "trapper"), ("place", "transforms[0].wasm")],
+        )
+    };
+    assert_eq!(plugin("switchyard_plugin_calls_total"), N as f64);
+    assert_eq!(plugin("switchyard_plugin_traps_total"), trapped);
+    assert_eq!(plugin("switchyard_plugin_timeouts_total"), 0.0);
+    assert!(plugin("switchyard_plugin_call_duration_seconds_total") > 0.0);
+    assert_eq!(get("switchyard_transform_failures_total"), trapped);
     assert!(
         scraped
             .text

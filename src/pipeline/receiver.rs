@@ -3,13 +3,19 @@
 //! transient failures with backoff, dead-letters what cannot be delivered,
 //! and finishes the records in the tracker — in any order; the tracker keeps
 //! the source position ordered.
+//!
+//! A reload that changes the receiver updates the running task
+//! ([`ReceiverHandle::update`]): the new sink, retry policy and dead letter
+//! file take effect at once — also for deliveries being retried, at their
+//! next attempt, so fixing a broken endpoint unblocks them — and the task
+//! moves to the new queue once the old one is drained, keeping the order.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
@@ -21,23 +27,86 @@ use crate::event::{AttributesReader, Event};
 use crate::sink::{Delivery, Item, Sink};
 use crate::transform::Chain;
 
-/// What every delivery of one receiver shares.
-struct Shared {
+/// The settings a reload may replace while deliveries run.
+struct Settings {
     name: String,
     sink: Arc<dyn Sink>,
     retry: RetryConfig,
     dead_letters: Option<DeadLetters>,
+}
+
+impl Settings {
+    fn new(spec: &ReceiverSpec, sink: Arc<dyn Sink>) -> Arc<Self> {
+        Arc::new(Self {
+            name: spec.name.clone(),
+            sink,
+            retry: spec.retry.clone(),
+            dead_letters: spec.dead_letter.clone().map(DeadLetters::new),
+        })
+    }
+}
+
+/// What every delivery of one receiver shares.
+struct Shared {
+    settings: RwLock<Arc<Settings>>,
+    /// Wakes deliveries waiting to retry when the settings change.
+    reloaded: Notify,
     tracker: Arc<Tracker>,
     stats: Arc<Stats>,
     /// This receiver's own counters.
     counters: Arc<ReceiverStats>,
 }
 
+impl Shared {
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.read().expect("settings lock").clone()
+    }
+}
+
+/// New settings for a running receiver, and the queue it reads next.
+struct Update {
+    batch: BatchSpec,
+    concurrency: usize,
+    transforms: Chain,
+    queue: mpsc::Receiver<Queued>,
+}
+
+/// How the topology reaches a running receiver task.
+pub struct ReceiverHandle {
+    shared: Arc<Shared>,
+    updates: mpsc::UnboundedSender<Update>,
+}
+
+impl ReceiverHandle {
+    /// Switches the receiver to `spec`: the sink, retries and dead letters
+    /// at once; batching, concurrency and transforms for what the task takes
+    /// from `queue`, which it reads once the current queue is drained.
+    pub fn update(
+        &self,
+        spec: &ReceiverSpec,
+        sink: Arc<dyn Sink>,
+        transforms: Chain,
+        queue: mpsc::Receiver<Queued>,
+    ) {
+        *self.shared.settings.write().expect("settings lock") = Settings::new(spec, sink);
+        self.shared.reloaded.notify_waiters();
+        // The task is gone only when its queues are: nothing to update then.
+        let _ = self.updates.send(Update {
+            batch: spec.batch,
+            concurrency: spec.concurrency.max(1),
+            transforms,
+            queue,
+        });
+    }
+}
+
 pub struct ReceiverTask {
     shared: Arc<Shared>,
     queue: mpsc::Receiver<Queued>,
+    updates: mpsc::UnboundedReceiver<Update>,
     batch: BatchSpec,
     concurrency: usize,
+    slots: Arc<Semaphore>,
     /// This receiver's transforms (run as events leave the queue).
     transforms: Chain,
     /// Items taken from the queue but not yet batched: one that did not fit
@@ -60,42 +129,51 @@ impl ReceiverTask {
         tracker: Arc<Tracker>,
         stats: Arc<Stats>,
         counters: Arc<ReceiverStats>,
-    ) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                name: spec.name.clone(),
-                sink,
-                retry: spec.retry.clone(),
-                dead_letters: spec.dead_letter.clone().map(DeadLetters::new),
-                tracker,
-                stats,
-                counters,
-            }),
+    ) -> (Self, ReceiverHandle) {
+        let shared = Arc::new(Shared {
+            settings: RwLock::new(Settings::new(spec, sink)),
+            reloaded: Notify::new(),
+            tracker,
+            stats,
+            counters,
+        });
+        let (updates_tx, updates) = mpsc::unbounded_channel();
+        let concurrency = spec.concurrency.max(1);
+        let task = Self {
+            shared: shared.clone(),
             queue,
+            updates,
             batch: spec.batch,
-            concurrency: spec.concurrency.max(1),
+            concurrency,
+            slots: Arc::new(Semaphore::new(concurrency)),
             transforms,
             ready: VecDeque::new(),
-        }
+        };
+        let handle = ReceiverHandle {
+            shared,
+            updates: updates_tx,
+        };
+        (task, handle)
     }
 
-    /// Runs until the queue is closed and every delivery has finished.
+    /// Runs until the queue is closed (and no newer one is waiting) and
+    /// every delivery has finished.
     pub async fn run(mut self) {
-        let slots = Arc::new(Semaphore::new(self.concurrency));
         let deliveries = TaskTracker::new();
         loop {
             // A free slot first: events wait in the bounded queue, not here.
-            let slot = slots
+            let slot = self
+                .slots
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
-            let Some(batch) = self.next_batch().await else {
+            let Some(mut batch) = self.next_batch().await else {
                 break;
             };
             let shared = self.shared.clone();
             deliveries.spawn(async move {
-                shared.deliver(&batch.items).await;
+                shared.deliver(&mut batch.items).await;
                 shared.tracker.finish(&batch.seqs);
                 drop(slot);
             });
@@ -104,8 +182,61 @@ impl ReceiverTask {
         deliveries.wait().await;
     }
 
+    /// Takes an update's settings and moves to its queue (the current one
+    /// is closed and drained).
+    fn apply(&mut self, update: Update) {
+        self.batch = update.batch;
+        self.transforms = update.transforms;
+        self.queue = update.queue;
+        let (old, new) = (self.concurrency, update.concurrency);
+        self.concurrency = new;
+        if new > old {
+            self.slots.add_permits(new - old);
+        } else if new < old {
+            // Fewer slots: take the surplus as deliveries finish.
+            let slots = self.slots.clone();
+            tokio::spawn(async move {
+                if let Ok(permits) = slots.acquire_many_owned((old - new) as u32).await {
+                    permits.forget();
+                }
+            });
+        }
+    }
+
+    /// The next event from the queue, moving on to a newer queue when this
+    /// one is closed and empty. `None`: no more events (or none by
+    /// `deadline`, if given).
+    async fn recv(&mut self, deadline: Option<tokio::time::Instant>) -> Option<Queued> {
+        loop {
+            let queued = match deadline {
+                None => self.queue.recv().await,
+                Some(deadline) => match self.queue.try_recv() {
+                    Ok(q) => Some(q),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if tokio::time::Instant::now() >= deadline {
+                            return None;
+                        }
+                        match tokio::time::timeout_at(deadline, self.queue.recv()).await {
+                            Ok(q) => q,
+                            Err(_) => return None,
+                        }
+                    }
+                },
+            };
+            if queued.is_some() {
+                return queued;
+            }
+            // The update is sent before the old queue can close.
+            match self.updates.try_recv() {
+                Ok(update) => self.apply(update),
+                Err(_) => return None,
+            }
+        }
+    }
+
     fn item(&self, event: Arc<Event>, seq: u64) -> (Item, u64) {
-        let json = self.shared.sink.wants_json().then(|| {
+        let json = self.shared.settings().sink.wants_json().then(|| {
             let mut buf = Vec::with_capacity(1024);
             crate::event::write_json(&event, &mut buf);
             buf
@@ -146,21 +277,7 @@ impl ReceiverTask {
             if let Some(item) = self.ready.pop_front() {
                 return Some(item);
             }
-            let queued = match deadline {
-                None => self.queue.recv().await?,
-                Some(deadline) => match self.queue.try_recv() {
-                    Ok(q) => q,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return None,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        if tokio::time::Instant::now() >= deadline {
-                            return None;
-                        }
-                        tokio::time::timeout_at(deadline, self.queue.recv())
-                            .await
-                            .ok()??
-                    }
-                },
-            };
+            let queued = self.recv(deadline).await?;
             self.shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
             self.take(queued).await;
         }
@@ -199,16 +316,37 @@ impl ReceiverTask {
 
 impl Shared {
     /// Delivers one batch until it is delivered, dead-lettered or rejected.
-    async fn deliver(&self, items: &[Item]) {
+    /// Each attempt uses the settings in force when it starts.
+    async fn deliver(&self, items: &mut [Item]) {
         let first = Utc::now();
-        let mut backoff = Backoff::new(&self.retry);
+        let mut settings = self.settings();
+        let mut backoff = Backoff::new(&settings.retry);
         let mut attempts = 0u32;
         let n = items.len() as u64;
         self.counters.batch_size.observe(n as f64);
         loop {
             attempts = attempts.saturating_add(1);
+            // Registered before the settings are read: a reload from here on
+            // wakes the wait below.
+            let reloaded = self.reloaded.notified();
+            tokio::pin!(reloaded);
+            reloaded.as_mut().enable();
+            let current = self.settings();
+            if !Arc::ptr_eq(&current, &settings) {
+                // Reloaded: the new retry policy starts from its beginning.
+                backoff = Backoff::new(&current.retry);
+                settings = current;
+            }
+            if settings.sink.wants_json() {
+                // Taken from the queue for a sink that did not want JSON.
+                for item in items.iter_mut().filter(|i| i.json.is_none()) {
+                    let mut buf = Vec::with_capacity(1024);
+                    crate::event::write_json(&item.event, &mut buf);
+                    item.json = Some(buf);
+                }
+            }
             let started = std::time::Instant::now();
-            let delivery = self.sink.deliver(items).await;
+            let delivery = settings.sink.deliver(items).await;
             self.counters
                 .latency
                 .observe(started.elapsed().as_secs_f64());
@@ -221,22 +359,28 @@ impl Shared {
                 Delivery::Reject(reason) => {
                     self.stats.rejected.fetch_add(n, Ordering::Relaxed);
                     self.counters.rejected.fetch_add(n, Ordering::Relaxed);
-                    self.give_up(items, &format!("rejected: {reason}"), attempts, first)
+                    let reason = format!("rejected: {reason}");
+                    self.give_up(&settings, items, &reason, attempts, first)
                         .await;
                     return;
                 }
                 Delivery::Retry { reason, after } => (reason, after),
             };
-            let retries_spent = attempts > self.retry.max_retries;
-            if retries_spent && self.dead_letters.is_some() {
-                self.give_up(items, &reason, attempts, first).await;
+            let retries_spent = attempts > settings.retry.max_retries;
+            if retries_spent && settings.dead_letters.is_some() {
+                self.give_up(&settings, items, &reason, attempts, first)
+                    .await;
                 return;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             self.counters.retried.fetch_add(1, Ordering::Relaxed);
             let wait = backoff.next(after);
-            warn!(receiver = %self.name, events = n, attempt = attempts, %reason, retry_in = ?wait, "delivery failed; will retry");
-            tokio::time::sleep(wait).await;
+            warn!(receiver = %settings.name, events = n, attempt = attempts, %reason, retry_in = ?wait, "delivery failed; will retry");
+            // New settings (a fixed endpoint) are tried at once.
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = reloaded => {}
+            }
         }
     }
 
@@ -244,26 +388,28 @@ impl Shared {
     /// event as lost.
     async fn give_up(
         &self,
+        settings: &Settings,
         items: &[Item],
         reason: &str,
         attempts: u32,
         first: chrono::DateTime<Utc>,
     ) {
-        let Some(dead_letters) = &self.dead_letters else {
+        let name = &settings.name;
+        let Some(dead_letters) = &settings.dead_letters else {
             for item in items {
-                error!(receiver = %self.name, event_id = %item.event.id(), %reason, "event not delivered and no deadLetter configured; it is lost");
+                error!(receiver = %name, event_id = %item.event.id(), %reason, "event not delivered and no deadLetter configured; it is lost");
             }
             return;
         };
         let events: Vec<&Event> = items.iter().map(|i| &*i.event).collect();
-        let mut backoff = Backoff::new(&self.retry);
+        let mut backoff = Backoff::new(&settings.retry);
         // The events stay unfinished until they are safely in the file.
         while let Err(e) = dead_letters
-            .write(&self.name, &events, reason, attempts, first, Utc::now())
+            .write(name, &events, reason, attempts, first, Utc::now())
             .await
         {
             let wait = backoff.next(None);
-            error!(receiver = %self.name, file = %dead_letters.path().display(), error = %e, retry_in = ?wait, "cannot write dead letters; will retry");
+            error!(receiver = %name, file = %dead_letters.path().display(), error = %e, retry_in = ?wait, "cannot write dead letters; will retry");
             tokio::time::sleep(wait).await;
         }
         self.stats
@@ -272,6 +418,6 @@ impl Shared {
         self.counters
             .dead_lettered
             .fetch_add(items.len() as u64, Ordering::Relaxed);
-        warn!(receiver = %self.name, events = items.len(), %reason, attempts, file = %dead_letters.path().display(), "events dead-lettered");
+        warn!(receiver = %name, events = items.len(), %reason, attempts, file = %dead_letters.path().display(), "events dead-lettered");
     }
 }

@@ -10,15 +10,15 @@ use crate::config::RetryConfig;
 
 /// The waits of one delivery's retries.
 #[derive(Debug)]
-pub struct Backoff<'a> {
-    config: &'a RetryConfig,
+pub struct Backoff {
+    config: RetryConfig,
     next: Duration,
 }
 
-impl<'a> Backoff<'a> {
-    pub fn new(config: &'a RetryConfig) -> Self {
+impl Backoff {
+    pub fn new(config: &RetryConfig) -> Self {
         Self {
-            config,
+            config: config.clone(),
             next: config.initial_backoff.0,
         }
     }

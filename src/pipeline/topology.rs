@@ -4,9 +4,10 @@
 //!
 //! - a receiver whose settings and plugin files are unchanged keeps its
 //!   task, queue, connections and OAuth2 token;
-//! - a changed receiver gets a new task and queue; the old task delivers
-//!   what was queued under the old config, then stops, and only then does
-//!   the new one start delivering (one writer per destination, in order);
+//! - a changed receiver keeps its task: the new sink, retries and dead
+//!   letters apply at once (also to deliveries being retried, at their next
+//!   attempt: a fixed endpoint unblocks them); it gets a new queue, which
+//!   its task reads once the old one is drained (one writer, in order);
 //! - a removed receiver's task drains its queue and stops.
 //!
 //! The old `Routing` holds the old queues' senders: once the router drops
@@ -17,11 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::info;
 
-use super::receiver::ReceiverTask;
+use super::receiver::{ReceiverHandle, ReceiverTask};
 use super::{Queued, ReceiverStats, Stats, Tracker};
 use crate::config::{Compiled, ReceiverSpec};
 use crate::mapping::Mapper;
@@ -68,8 +68,7 @@ struct Running {
     queue: Queue,
     sink: Arc<dyn Sink>,
     plugins: Vec<Arc<Plugin>>,
-    /// Cancelled once the task has delivered everything queued to it.
-    done: CancellationToken,
+    handle: ReceiverHandle,
 }
 
 /// A receiver, as metrics see it.
@@ -146,15 +145,12 @@ impl Topology {
             let old = previous.remove(&plan.spec.name);
             let running = match (plan.built, old) {
                 (None, Some(old)) => old,
-                (Some((sink, transforms)), old) => {
-                    let (stats, after) = match old {
-                        Some(old) => {
-                            info!(receiver = %plan.spec.name, "receiver changed; the new settings take over once its queue is delivered");
-                            (old.queue.stats.clone(), Some(old.done.clone()))
-                        }
-                        None => (Arc::default(), None),
-                    };
-                    self.start(plan.spec, plan.digests, sink, transforms, stats, after)
+                (Some((sink, transforms)), Some(old)) => {
+                    info!(receiver = %plan.spec.name, "receiver changed; its new settings apply from now on");
+                    Self::update(old, plan.spec, plan.digests, sink, transforms)
+                }
+                (Some((sink, transforms)), None) => {
+                    self.start(plan.spec, plan.digests, sink, transforms)
                 }
                 (None, None) => unreachable!("unchanged means it was running"),
             };
@@ -180,13 +176,11 @@ impl Topology {
         digests: Vec<[u8; 32]>,
         sink: Arc<dyn Sink>,
         transforms: Chain,
-        stats: Arc<ReceiverStats>,
-        after: Option<CancellationToken>,
     ) -> Running {
         let (tx, rx) = mpsc::channel(spec.queue.max_events);
-        let mut plugins: Vec<_> = sink.plugin().cloned().into_iter().collect();
-        plugins.extend(transforms.plugins().cloned());
-        let task = ReceiverTask::new(
+        let plugins = plugins_of(&sink, &transforms);
+        let stats = Arc::<ReceiverStats>::default();
+        let (task, handle) = ReceiverTask::new(
             &spec,
             sink.clone(),
             transforms,
@@ -195,17 +189,7 @@ impl Topology {
             self.stats.clone(),
             stats.clone(),
         );
-        let done = CancellationToken::new();
-        let finished = done.clone();
-        let name = spec.name.clone();
-        self.tasks.spawn(async move {
-            if let Some(previous) = after {
-                previous.cancelled().await;
-                debug!(receiver = %name, "previous settings drained; delivering with the new ones");
-            }
-            task.run().await;
-            finished.cancel();
-        });
+        self.tasks.spawn(task.run());
         Running {
             queue: Queue {
                 name: spec.name.as_str().into(),
@@ -216,7 +200,32 @@ impl Topology {
             digests,
             sink,
             plugins,
-            done,
+            handle,
+        }
+    }
+
+    /// Gives a running receiver new settings and a new queue.
+    fn update(
+        old: Running,
+        spec: ReceiverSpec,
+        digests: Vec<[u8; 32]>,
+        sink: Arc<dyn Sink>,
+        transforms: Chain,
+    ) -> Running {
+        let (tx, rx) = mpsc::channel(spec.queue.max_events);
+        let plugins = plugins_of(&sink, &transforms);
+        old.handle.update(&spec, sink.clone(), transforms, rx);
+        Running {
+            queue: Queue {
+                name: old.queue.name,
+                tx,
+                stats: old.queue.stats,
+            },
+            spec,
+            digests,
+            sink,
+            plugins,
+            handle: old.handle,
         }
     }
 
@@ -242,6 +251,13 @@ impl Topology {
         self.tasks.close();
         self.tasks
     }
+}
+
+/// The plugins a receiver uses (for metrics).
+fn plugins_of(sink: &Arc<dyn Sink>, transforms: &Chain) -> Vec<Arc<Plugin>> {
+    let mut plugins: Vec<_> = sink.plugin().cloned().into_iter().collect();
+    plugins.extend(transforms.plugins().cloned());
+    plugins
 }
 
 /// The digests of the plugin files a receiver uses.

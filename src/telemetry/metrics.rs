@@ -76,17 +76,17 @@ fn load(c: &AtomicU64) -> u64 {
 impl Collector for Metrics {
     fn encode(&self, mut e: DescriptorEncoder) -> Result {
         let t = &self.0;
-        counter(
+        family(
             &mut e,
-            "switchyard_config_reloads_succeeded",
-            "Config reloads that took effect.",
-            load(&t.reloads_succeeded),
-        )?;
-        counter(
-            &mut e,
-            "switchyard_config_reloads_failed",
-            "Config reloads refused (the old config keeps running).",
-            load(&t.reloads_failed),
+            "switchyard_config_reloads",
+            "Config reload attempts by result: success, or failure (refused; the running config stays).",
+            None,
+            MetricType::Counter,
+            [
+                ("success", &t.reloads_succeeded),
+                ("failure", &t.reloads_failed),
+            ]
+            .map(|(result, c)| ([("result", result)], ConstCounter::new(load(c)))),
         )?;
         gauge(
             &mut e,
