@@ -116,11 +116,11 @@ async fn routes_change_while_events_flow() {
     // slow, so events are queued for it when the reload lands.
     let tokens = http::token_server(3600, Duration::ZERO, 0).await;
     let keep = http::receiver(Arc::new(|_, _| {
-        http::Reply::status(202).after(Duration::from_millis(2))
+        http::Reply::status(202).after(Duration::from_millis(5))
     }))
     .await;
     let extra = format!(
-        "  - name: keep\n    http:\n      endpoint: {}\n      mode: structured\n      concurrency: 2\n      \
+        "  - name: keep\n    http:\n      endpoint: {}\n      mode: structured\n      concurrency: 1\n      \
          oauth2: {{tokenUrl: {}, clientId: {}, clientSecret: {}}}\n",
         keep.url(),
         tokens.url(),
@@ -151,7 +151,9 @@ async fn routes_change_while_events_flow() {
                 "events were still in flight at the reload"
             );
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // 500 events/s: faster than `keep` (200/s), slow enough to leave
+        // the reload two seconds before the samples run out.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let n = written;
 
