@@ -210,6 +210,9 @@ pub struct ReceiverConfig {
     /// One request per event with a templated payload (Slack, Teams, …).
     #[serde(default)]
     pub webhook: Option<crate::sink::webhook::config::WebhookSinkConfig>,
+    /// Publish to NATS subjects (core NATS, or JetStream with acks).
+    #[serde(default)]
+    pub nats: Option<crate::sink::nats::config::NatsSinkConfig>,
     /// A receiver written as a WebAssembly component (world `sink`).
     #[serde(default)]
     pub wasm: Option<Spanned<crate::plugin::config::WasmConfig>>,

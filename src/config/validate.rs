@@ -88,6 +88,7 @@ pub enum ReceiverKind {
         max_files: u32,
     },
     Wasm(Box<PluginSpec>),
+    Nats(Box<crate::sink::nats::config::NatsSpec>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -333,6 +334,7 @@ fn receiver(
         r.http.is_some(),
         r.webhook.is_some(),
         r.wasm.is_some(),
+        r.nats.is_some(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
@@ -340,7 +342,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, wasm",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, wasm",
                     r.name.value
                 ),
             );
@@ -350,7 +352,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, wasm",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, wasm",
                     r.name.value
                 ),
             );
@@ -413,6 +415,12 @@ fn receiver(
         });
         concurrency = c;
         ReceiverKind::Webhook(Box::new(spec))
+    } else if let Some(n) = &r.nats {
+        let spec = n.compile(place, metadata, diags)?;
+        // Acks are awaited per batch: a few batches in flight keep the
+        // broker busy while one waits.
+        concurrency = 4;
+        ReceiverKind::Nats(Box::new(spec))
     } else if let Some(w) = &r.wasm {
         let spec = w.value.compile(
             &format!("{place}.wasm"),

@@ -142,13 +142,14 @@ pub async fn replay(
         let mut attempts = 0;
         let outcome = loop {
             attempts += 1;
-            match sink.deliver(&items).await {
+            match sink.deliver(&items).await.overall() {
                 Delivery::Delivered => break Ok(()),
                 Delivery::Reject(reason) => break Err(format!("rejected: {reason}")),
                 Delivery::Retry { reason, .. } if attempts > spec.retry.max_retries => {
                     break Err(reason);
                 }
                 Delivery::Retry { after, .. } => tokio::time::sleep(backoff.next(after)).await,
+                Delivery::Each(_) => unreachable!("overall() folds per-event outcomes"),
             }
         };
         match outcome {

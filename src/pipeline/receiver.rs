@@ -173,7 +173,7 @@ impl ReceiverTask {
             };
             let shared = self.shared.clone();
             deliveries.spawn(async move {
-                shared.deliver(&mut batch.items).await;
+                shared.deliver(std::mem::take(&mut batch.items)).await;
                 shared.tracker.finish(&batch.seqs);
                 drop(slot);
             });
@@ -317,14 +317,14 @@ impl ReceiverTask {
 impl Shared {
     /// Delivers one batch until it is delivered, dead-lettered or rejected.
     /// Each attempt uses the settings in force when it starts.
-    async fn deliver(&self, items: &mut [Item]) {
+    async fn deliver(&self, mut items: Vec<Item>) {
         let first = Utc::now();
         let mut settings = self.settings();
         let mut backoff = Backoff::new(&settings.retry);
         let mut attempts = 0u32;
-        let n = items.len() as u64;
-        self.counters.batch_size.observe(n as f64);
+        self.counters.batch_size.observe(items.len() as f64);
         loop {
+            let n = items.len() as u64;
             attempts = attempts.saturating_add(1);
             // Registered before the settings are read: a reload from here on
             // wakes the wait below.
@@ -346,29 +346,60 @@ impl Shared {
                 }
             }
             let started = std::time::Instant::now();
-            let delivery = settings.sink.deliver(items).await;
+            let delivery = settings.sink.deliver(&items).await;
             self.counters
                 .latency
                 .observe(started.elapsed().as_secs_f64());
             let (reason, after) = match delivery {
                 Delivery::Delivered => {
-                    self.stats.delivered.fetch_add(n, Ordering::Relaxed);
-                    self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+                    self.delivered(n);
                     return;
                 }
                 Delivery::Reject(reason) => {
-                    self.stats.rejected.fetch_add(n, Ordering::Relaxed);
-                    self.counters.rejected.fetch_add(n, Ordering::Relaxed);
-                    let reason = format!("rejected: {reason}");
-                    self.give_up(&settings, items, &reason, attempts, first)
+                    self.reject(&settings, &items, &reason, attempts, first)
                         .await;
                     return;
                 }
                 Delivery::Retry { reason, after } => (reason, after),
+                Delivery::Each(each) => {
+                    // Done with the delivered and rejected ones; the rest
+                    // are retried as a smaller batch.
+                    let mut retry = None;
+                    let mut again = Vec::new();
+                    for (item, outcome) in items
+                        .into_iter()
+                        .zip(each.into_iter().map(Delivery::overall))
+                    {
+                        match outcome {
+                            Delivery::Delivered => self.delivered(1),
+                            Delivery::Reject(reason) => {
+                                self.reject(
+                                    &settings,
+                                    std::slice::from_ref(&item),
+                                    &reason,
+                                    attempts,
+                                    first,
+                                )
+                                .await;
+                            }
+                            Delivery::Retry { reason, after } => {
+                                retry.get_or_insert((reason, after));
+                                again.push(item);
+                            }
+                            Delivery::Each(_) => unreachable!("overall() folds"),
+                        }
+                    }
+                    items = again;
+                    match retry {
+                        Some(r) => r,
+                        None => return,
+                    }
+                }
             };
+            let n = items.len() as u64;
             let retries_spent = attempts > settings.retry.max_retries;
             if retries_spent && settings.dead_letters.is_some() {
-                self.give_up(&settings, items, &reason, attempts, first)
+                self.give_up(&settings, &items, &reason, attempts, first)
                     .await;
                 return;
             }
@@ -382,6 +413,27 @@ impl Shared {
                 () = reloaded => {}
             }
         }
+    }
+
+    fn delivered(&self, n: u64) {
+        self.stats.delivered.fetch_add(n, Ordering::Relaxed);
+        self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    async fn reject(
+        &self,
+        settings: &Settings,
+        items: &[Item],
+        reason: &str,
+        attempts: u32,
+        first: chrono::DateTime<Utc>,
+    ) {
+        let n = items.len() as u64;
+        self.stats.rejected.fetch_add(n, Ordering::Relaxed);
+        self.counters.rejected.fetch_add(n, Ordering::Relaxed);
+        let reason = format!("rejected: {reason}");
+        self.give_up(settings, items, &reason, attempts, first)
+            .await;
     }
 
     /// Dead-letters the batch, or, without a dead letter file, logs every

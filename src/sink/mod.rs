@@ -3,8 +3,10 @@
 //! owns queues, batching, concurrency, retries, dead letters and
 //! acknowledgements; a sink only delivers.
 
+pub mod binding;
 mod file;
 pub mod http;
+pub mod nats;
 pub mod status;
 mod stdout;
 mod wasm;
@@ -34,6 +36,10 @@ pub enum Delivery {
     },
     /// The receiver will never accept these events.
     Reject(String),
+    /// One outcome per event, in order, for receivers that acknowledge each
+    /// event (a broker's per-message acks): the delivered ones are done,
+    /// the rest are retried or dead-lettered on their own.
+    Each(Vec<Delivery>),
 }
 
 impl Delivery {
@@ -42,6 +48,24 @@ impl Delivery {
             reason: reason.into(),
             after: None,
         }
+    }
+
+    /// One outcome for the whole batch: delivered if every event was, else
+    /// a retry if any event may be retried, else the first rejection.
+    pub fn overall(self) -> Self {
+        let Self::Each(each) = self else { return self };
+        let mut outcome = Self::Delivered;
+        for d in each.into_iter().map(Self::overall) {
+            match (&outcome, d) {
+                (_, Self::Delivered) | (Self::Retry { .. }, Self::Reject(_)) => {}
+                (_, d @ Self::Retry { .. }) if !matches!(outcome, Self::Retry { .. }) => {
+                    outcome = d
+                }
+                (Self::Delivered, d) => outcome = d,
+                _ => {}
+            }
+        }
+        outcome
     }
 }
 
@@ -109,6 +133,7 @@ pub fn build(
                 }
             })?))
         }
+        ReceiverKind::Nats(n) => Arc::new(nats::NatsSink::new(n)),
         ReceiverKind::Webhook(w) => {
             Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
                 receiver: spec.name.clone(),
@@ -127,5 +152,21 @@ pub fn write_json_lines(items: &[Item], buf: &mut Vec<u8>) {
             None => crate::event::write_json(&item.event, buf),
         }
         buf.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delivery::{self, *};
+
+    #[test]
+    fn overall_folds_per_event_outcomes() {
+        let retry = || Delivery::retry("busy");
+        let reject = || Reject("bad".into());
+        assert_eq!(Each(vec![Delivered, Delivered]).overall(), Delivered);
+        assert_eq!(Each(vec![Delivered, reject(), retry()]).overall(), retry());
+        assert_eq!(Each(vec![reject(), Delivered]).overall(), reject());
+        assert_eq!(Each(vec![]).overall(), Delivered);
+        assert_eq!(retry().overall(), retry());
     }
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod brokers;
 pub mod http;
 pub mod metrics;
 pub mod mongo;

@@ -170,7 +170,7 @@ pub struct HttpSpec {
     pub oauth2: Option<OAuth2Spec>,
 }
 
-fn expanded(v: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option<String> {
+pub fn expanded(v: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option<String> {
     match expand(&v.value) {
         Ok(s) => Some(s.into_owned()),
         Err(e) => {
@@ -180,7 +180,7 @@ fn expanded(v: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option
     }
 }
 
-fn read_file(v: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option<Vec<u8>> {
+pub fn read_file(v: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option<Vec<u8>> {
     let path = expanded(v, place, diags)?;
     std::fs::read(&path)
         .map_err(|e| {

@@ -9,7 +9,6 @@ pub mod oauth2;
 
 use std::sync::Arc;
 
-use cloudevents::event::{AttributeValue, Data};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use self::config::{HttpMode, HttpSpec, Secret};
@@ -212,17 +211,11 @@ fn content_type(value: &'static str) -> HeaderMap {
 /// header cannot carry), the data as the body with its content type.
 pub fn binary(event: &Event) -> (HeaderMap, Vec<u8>) {
     let mut headers = HeaderMap::new();
-    for (name, value) in event.iter() {
-        let text = match value {
-            AttributeValue::Time(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            other => other.to_string(),
-        };
-        if name == "datacontenttype" {
-            if let Ok(v) = HeaderValue::from_str(&text) {
-                headers.insert(CONTENT_TYPE, v);
-            }
-            continue;
-        }
+    if let Some(v) = super::binding::content_type(event).and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.insert(CONTENT_TYPE, v);
+    }
+    for (name, text) in super::binding::attributes(event) {
         let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(format!("ce-{name}").as_bytes()),
             HeaderValue::from_str(&percent_encode(&text)),
@@ -231,13 +224,7 @@ pub fn binary(event: &Event) -> (HeaderMap, Vec<u8>) {
         };
         headers.insert(n, v);
     }
-    let body = match event.data() {
-        Some(Data::Json(v)) => serde_json::to_vec(v).expect("JSON value serialises"),
-        Some(Data::String(s)) => s.clone().into_bytes(),
-        Some(Data::Binary(b)) => b.clone(),
-        None => Vec::new(),
-    };
-    (headers, body)
+    (headers, super::binding::data(event))
 }
 
 /// The CloudEvents HTTP binding (3.1.3.2): header values are percent-encoded
