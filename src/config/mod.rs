@@ -213,6 +213,9 @@ pub struct ReceiverConfig {
     /// Publish to NATS subjects (core NATS, or JetStream with acks).
     #[serde(default)]
     pub nats: Option<crate::sink::nats::config::NatsSinkConfig>,
+    /// Append to a Redis stream (`XADD`) or publish on a channel.
+    #[serde(default)]
+    pub redis: Option<crate::sink::redis::config::RedisSinkConfig>,
     /// A receiver written as a WebAssembly component (world `sink`).
     #[serde(default)]
     pub wasm: Option<Spanned<crate::plugin::config::WasmConfig>>,

@@ -89,6 +89,7 @@ pub enum ReceiverKind {
     },
     Wasm(Box<PluginSpec>),
     Nats(Box<crate::sink::nats::config::NatsSpec>),
+    Redis(Box<crate::sink::redis::config::RedisSpec>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -335,6 +336,7 @@ fn receiver(
         r.webhook.is_some(),
         r.wasm.is_some(),
         r.nats.is_some(),
+        r.redis.is_some(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
@@ -342,7 +344,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, wasm",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, redis, wasm",
                     r.name.value
                 ),
             );
@@ -352,7 +354,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, wasm",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, redis, wasm",
                     r.name.value
                 ),
             );
@@ -421,6 +423,10 @@ fn receiver(
         // broker busy while one waits.
         concurrency = 4;
         ReceiverKind::Nats(Box::new(spec))
+    } else if let Some(x) = &r.redis {
+        let spec = x.compile(place, metadata, diags)?;
+        concurrency = 4;
+        ReceiverKind::Redis(Box::new(spec))
     } else if let Some(w) = &r.wasm {
         let spec = w.value.compile(
             &format!("{place}.wasm"),

@@ -7,6 +7,7 @@ pub mod binding;
 mod file;
 pub mod http;
 pub mod nats;
+pub mod redis;
 pub mod status;
 mod stdout;
 mod wasm;
@@ -134,6 +135,7 @@ pub fn build(
             })?))
         }
         ReceiverKind::Nats(n) => Arc::new(nats::NatsSink::new(n)),
+        ReceiverKind::Redis(r) => Arc::new(self::redis::RedisSink::new(r)),
         ReceiverKind::Webhook(w) => {
             Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
                 receiver: spec.name.clone(),
