@@ -213,6 +213,9 @@ pub struct ReceiverConfig {
     /// Publish to NATS subjects (core NATS, or JetStream with acks).
     #[serde(default)]
     pub nats: Option<crate::sink::nats::config::NatsSinkConfig>,
+    /// Publish to an AMQP 0-9-1 broker (RabbitMQ) with publisher confirms.
+    #[serde(default)]
+    pub amqp: Option<crate::sink::amqp::config::AmqpSinkConfig>,
     /// Append to a Redis stream (`XADD`) or publish on a channel.
     #[serde(default)]
     pub redis: Option<crate::sink::redis::config::RedisSinkConfig>,

@@ -90,6 +90,7 @@ pub enum ReceiverKind {
     Wasm(Box<PluginSpec>),
     Nats(Box<crate::sink::nats::config::NatsSpec>),
     Redis(Box<crate::sink::redis::config::RedisSpec>),
+    Amqp(Box<crate::sink::amqp::config::AmqpSpec>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -337,6 +338,7 @@ fn receiver(
         r.wasm.is_some(),
         r.nats.is_some(),
         r.redis.is_some(),
+        r.amqp.is_some(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
@@ -344,7 +346,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, redis, wasm",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, redis, amqp, wasm",
                     r.name.value
                 ),
             );
@@ -354,7 +356,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, redis, wasm",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, redis, amqp, wasm",
                     r.name.value
                 ),
             );
@@ -423,6 +425,10 @@ fn receiver(
         // broker busy while one waits.
         concurrency = 4;
         ReceiverKind::Nats(Box::new(spec))
+    } else if let Some(a) = &r.amqp {
+        let spec = a.compile(place, metadata, diags)?;
+        concurrency = 4;
+        ReceiverKind::Amqp(Box::new(spec))
     } else if let Some(x) = &r.redis {
         let spec = x.compile(place, metadata, diags)?;
         concurrency = 4;

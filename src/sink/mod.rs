@@ -3,6 +3,7 @@
 //! owns queues, batching, concurrency, retries, dead letters and
 //! acknowledgements; a sink only delivers.
 
+pub mod amqp;
 pub mod binding;
 mod file;
 pub mod http;
@@ -135,6 +136,7 @@ pub fn build(
             })?))
         }
         ReceiverKind::Nats(n) => Arc::new(nats::NatsSink::new(n)),
+        ReceiverKind::Amqp(a) => Arc::new(amqp::AmqpSink::new(a)),
         ReceiverKind::Redis(r) => Arc::new(self::redis::RedisSink::new(r)),
         ReceiverKind::Webhook(w) => {
             Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
