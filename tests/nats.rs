@@ -13,11 +13,11 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use switchyard::pipeline::Stats;
 
-use support::brokers::NatsServer;
-use support::pipeline::{Run, SAMPLES, dead_letters};
+use support::brokers::Server;
+use support::pipeline::{Run, SAMPLES, dead_letters, distinct_documents};
 
 /// A stream capturing `subjects`.
-async fn stream(server: &NatsServer, name: &str, subjects: &[&str]) -> jetstream::Context {
+async fn stream(server: &Server, name: &str, subjects: &[&str]) -> jetstream::Context {
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client);
     js.create_stream(stream::Config {
@@ -60,7 +60,7 @@ fn header<'a>(m: &'a async_nats::Message, name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_structured_to_templated_subjects() {
-    let server = NatsServer::start().await;
+    let server = Server::nats().await;
     let js = stream(&server, "HEALTH", &["health.>"]).await;
     let run = Run::new(
         100,
@@ -90,7 +90,7 @@ async fn jetstream_structured_to_templated_subjects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_nats_binary_mode_headers() {
-    let server = NatsServer::start().await;
+    let server = Server::nats().await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let mut subscription = client.subscribe("events.>").await.unwrap();
     client.flush().await.unwrap();
@@ -131,7 +131,7 @@ async fn core_nats_binary_mode_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_without_a_subject_is_rejected_alone() {
-    let server = NatsServer::start().await;
+    let server = Server::nats().await;
     let js = stream(&server, "HEALTH", &["health.>"]).await;
     let mut documents: Vec<String> = SAMPLES.lines().take(10).map(str::to_owned).collect();
     let mut broken: serde_json::Value = serde_json::from_str(&documents[4]).unwrap();
@@ -168,17 +168,10 @@ async fn an_event_without_a_subject_is_rejected_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_load_loses_nothing() {
     const N: usize = 5000;
-    let mut server = NatsServer::start().await;
+    let mut server = Server::nats().await;
     let js = stream(&server, "HEALTH", &["health.>"]).await;
     // The samples five times over, with distinct `_id`s (distinct event ids).
-    let documents: Vec<String> = (0..N)
-        .map(|i| {
-            let mut d: serde_json::Value =
-                serde_json::from_str(SAMPLES.lines().nth(i % 1000).unwrap()).unwrap();
-            d["_id"]["$oid"] = format!("{i:024x}").into();
-            d.to_string()
-        })
-        .collect();
+    let documents = distinct_documents(N);
     let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
     let run = Run::with_documents(
         &lines,

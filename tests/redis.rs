@@ -13,10 +13,10 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use switchyard::pipeline::Stats;
 
-use support::brokers::RedisServer;
-use support::pipeline::{Run, SAMPLES, dead_letters};
+use support::brokers::Server;
+use support::pipeline::{Run, SAMPLES, dead_letters, distinct_documents};
 
-async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+async fn connection(server: &Server) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -25,7 +25,7 @@ async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
 }
 
 /// Every entry of every stream matching `pattern`: (key, fields).
-async fn entries(server: &RedisServer, pattern: &str) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+async fn entries(server: &Server, pattern: &str) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
     let mut con = connection(server).await;
     let keys: Vec<String> = con.keys(pattern).await.unwrap();
     let mut out = Vec::new();
@@ -58,7 +58,7 @@ fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_entries_in_templated_streams() {
-    let server = RedisServer::start().await;
+    let server = Server::redis().await;
     // One node's key holds a string: only that node's events are rejected.
     let first: serde_json::Value = serde_json::from_str(SAMPLES.lines().next().unwrap()).unwrap();
     let blocked = first["healthevent"]["nodename"]
@@ -104,7 +104,7 @@ async fn structured_entries_in_templated_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_entries_trimmed_with_maxlen() {
-    let server = RedisServer::start().await;
+    let server = Server::redis().await;
     let run = Run::new(
         500,
         &["streams"],
@@ -132,7 +132,7 @@ async fn binary_entries_trimmed_with_maxlen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_reaches_a_subscriber() {
-    let server = RedisServer::start().await;
+    let server = Server::redis().await;
     let client = redis::Client::open(server.url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.psubscribe("health.*").await.unwrap();
@@ -163,15 +163,8 @@ async fn publish_reaches_a_subscriber() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_load_loses_nothing() {
     const N: usize = 3000;
-    let mut server = RedisServer::start().await;
-    let documents: Vec<String> = (0..N)
-        .map(|i| {
-            let mut d: serde_json::Value =
-                serde_json::from_str(SAMPLES.lines().nth(i % 1000).unwrap()).unwrap();
-            d["_id"]["$oid"] = format!("{i:024x}").into();
-            d.to_string()
-        })
-        .collect();
+    let mut server = Server::redis().await;
+    let documents = distinct_documents(N);
     let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
     let run = Run::with_documents(
         &lines,

@@ -1,6 +1,6 @@
 //! Real brokers for receiver tests, each a private process on a free
 //! loopback port with its data in a temporary directory, killed when the
-//! test drops it: `nats-server` (with JetStream). `scripts/services`
+//! test drops it: `nats-server` (with JetStream) and `redis-server`. `scripts/services`
 //! installs the binaries when missing.
 
 use std::path::PathBuf;
@@ -40,16 +40,37 @@ async fn wait_listening(port: u16, what: &str) {
     }
 }
 
-/// A `nats-server -js` of this test.
-pub struct NatsServer {
+/// Which broker a [`Server`] runs.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `nats-server -js` (file storage).
+    Nats,
+    /// `redis-server`, persisting every write (append-only file, fsync
+    /// always) so that a kill loses nothing acknowledged.
+    Redis,
+}
+
+/// A broker process of this test on a free port, its data in a temporary
+/// directory; killed when dropped.
+pub struct Server {
+    kind: Kind,
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
-impl NatsServer {
-    pub async fn start() -> Self {
+impl Server {
+    pub async fn nats() -> Self {
+        Self::start(Kind::Nats).await
+    }
+
+    pub async fn redis() -> Self {
+        Self::start(Kind::Redis).await
+    }
+
+    async fn start(kind: Kind) -> Self {
         let mut server = Self {
+            kind,
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
@@ -59,95 +80,48 @@ impl NatsServer {
     }
 
     async fn launch(&mut self) {
-        let child = Command::new(program("nats-server"))
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-        wait_listening(self.port, "nats-server").await;
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL (a crash); the stream store stays.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port with the same store.
-    pub async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A `redis-server` of this test, persisting every write (append-only
-/// file, fsync always) so that a kill loses nothing acknowledged.
-pub struct RedisServer {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub async fn start() -> Self {
-        let mut server = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
+        let port = self.port.to_string();
+        let mut command = match self.kind {
+            Kind::Nats => {
+                let mut c = Command::new(program("nats-server"));
+                c.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+                    .arg(self.dir.path());
+                c
+            }
+            Kind::Redis => {
+                let mut c = Command::new(program("redis-server"));
+                c.args(["--bind", "127.0.0.1", "--port", &port])
+                    .args([
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "always",
+                    ])
+                    .arg("--dir")
+                    .arg(self.dir.path());
+                c
+            }
         };
-        server.launch().await;
-        server
-    }
-
-    async fn launch(&mut self) {
-        let child = Command::new(program("redis-server"))
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server starts");
+            .unwrap_or_else(|e| panic!("{:?} starts: {e}", self.kind));
         self.child = Some(child);
-        wait_listening(self.port, "redis-server").await;
+        wait_listening(self.port, &format!("{:?}", self.kind)).await;
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match self.kind {
+            Kind::Nats => format!("nats://127.0.0.1:{}", self.port),
+            Kind::Redis => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
+    /// SIGKILL (a crash); the data directory stays.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -155,13 +129,14 @@ impl RedisServer {
         }
     }
 
+    /// Starts it again on the same port with the same data.
     pub async fn restart(&mut self) {
         self.kill();
         self.launch().await;
     }
 }
 
-impl Drop for RedisServer {
+impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }

@@ -68,6 +68,20 @@ impl Run {
     }
 }
 
+/// `n` sample documents — the samples again and again — with distinct
+/// `_id`s, so distinct event ids.
+pub fn distinct_documents(n: usize) -> Vec<String> {
+    let samples: Vec<&str> = SAMPLES.lines().collect();
+    (0..n)
+        .map(|i| {
+            let mut d: serde_json::Value =
+                serde_json::from_str(samples[i % samples.len()]).unwrap();
+            d["_id"]["$oid"] = format!("{i:024x}").into();
+            d.to_string()
+        })
+        .collect()
+}
+
 /// The lines of a dead letter file (none if it does not exist).
 pub fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
