@@ -1,15 +1,25 @@
 //! Throughput of the broker receivers, end to end through the release
 //! binary: 200,000 NVSentinel documents from a file, mapped, routed and
 //! published — NATS JetStream (every ack awaited, file storage), core NATS,
-//! Redis `XADD` (private `redis-server`s on loopback) and RabbitMQ with
-//! publisher confirms (the machine's, on 127.0.0.1:5672; skipped if it is not
-//! running). Every run checks that the broker holds every event. Prints
-//! events/s per run and the median.
+//! Redis `XADD`, MQTT 5 QoS 1 (private `nats-server`, `redis-server` and
+//! `mosquitto` on loopback) and RabbitMQ with publisher confirms (the
+//! machine's, on 127.0.0.1:5672; skipped if it is not running). Every run
+//! checks that the broker holds (or a subscriber got) every event.
 //!
-//!   cargo bench --bench brokers [-- RUNS [CASE…]]     CASE: jetstream, nats, redis, amqp
+//! And the scale-out source: the same events read from a JetStream stream
+//! by one or two worker processes sharing a durable consumer
+//! (`source.nats`), each writing to a file; timed until the consumer has
+//! nothing pending or unacknowledged.
+//!
+//! Prints events/s per run and the median.
+//!
+//!   cargo bench --bench brokers [-- RUNS [CASE…]]
+//!     CASE: jetstream, nats, redis, mqtt, amqp, workers1, workers2
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
@@ -67,11 +77,12 @@ fn input(path: &std::path::Path) {
 struct Servers {
     nats: Child,
     redis: Child,
+    mosquitto: Child,
 }
 
 impl Drop for Servers {
     fn drop(&mut self) {
-        for child in [&mut self.nats, &mut self.redis] {
+        for child in [&mut self.nats, &mut self.redis, &mut self.mosquitto] {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -94,7 +105,15 @@ fn main() {
     let input_path = dir.path().join("input.jsonl");
     input(&input_path);
 
-    let (nats_port, redis_port) = (free_port(), free_port());
+    let (nats_port, redis_port, mqtt_port) = (free_port(), free_port(), free_port());
+    // Mosquitto's defaults, but no cap on the messages queued for a
+    // subscriber (the default, 1000, drops the rest at this rate).
+    let mosquitto_conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &mosquitto_conf,
+        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"),
+    )
+    .unwrap();
     let servers = Servers {
         nats: Command::new(program("nats-server"))
             .args([
@@ -124,9 +143,17 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+        mosquitto: Command::new(program("mosquitto"))
+            .arg("-c")
+            .arg(&mosquitto_conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
     };
     wait_listening(nats_port);
     wait_listening(redis_port);
+    wait_listening(mqtt_port);
     let nats = format!("nats://127.0.0.1:{nats_port}");
     let redis = format!("redis://127.0.0.1:{redis_port}/");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -180,6 +207,7 @@ fn main() {
     });
 
     let subject = "health.{{data.healthEvent.nodeName}}";
+    let mqtt = format!("mqtt://127.0.0.1:{mqtt_port}");
     let all = [
         (
             "jetstream",
@@ -192,6 +220,12 @@ fn main() {
         (
             "redis",
             format!("redis: {{url: \"{redis}\", stream: health}}"),
+        ),
+        (
+            "mqtt",
+            format!(
+                "mqtt: {{url: \"{mqtt}\", topic: \"health/{{{{data.healthEvent.nodeName}}}}\"}}"
+            ),
         ),
         (
             "amqp",
@@ -260,6 +294,8 @@ fn main() {
                 ),
             )
             .unwrap();
+            // MQTT keeps nothing: a subscriber counts what arrives.
+            let subscriber = (*case == "mqtt").then(|| runtime.block_on(subscribe(mqtt_port)));
             let started = Instant::now();
             let status = Command::new(env!("CARGO_BIN_EXE_switchyard"))
                 .args(["run", "-c"])
@@ -312,6 +348,16 @@ fn main() {
                             .unwrap();
                         Some(u64::from(q.message_count()))
                     }
+                    "mqtt" => {
+                        let (count, task) = subscriber.unwrap();
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        while count.load(Ordering::Relaxed) < DOCUMENTS && Instant::now() < deadline
+                        {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        task.abort();
+                        Some(count.load(Ordering::Relaxed) as u64)
+                    }
                     _ => None,
                 }
             });
@@ -321,6 +367,24 @@ fn main() {
                     "{case}: the broker holds every event"
                 );
             }
+            let rate = DOCUMENTS as f64 / took.as_secs_f64();
+            println!(
+                "{case}: {DOCUMENTS} events in {:.2} s = {rate:.0} events/s",
+                took.as_secs_f64()
+            );
+            rates.push(rate);
+        }
+        rates.sort_by(f64::total_cmp);
+        println!("{case} median: {:.0} events/s", rates[rates.len() / 2]);
+    }
+    for workers in [1, 2] {
+        let case = format!("workers{workers}");
+        if !wanted(&case) {
+            continue;
+        }
+        let mut rates = Vec::new();
+        for _ in 0..runs {
+            let took = runtime.block_on(consume(&js, &nats, &input_path, dir.path(), workers));
             let rate = DOCUMENTS as f64 / took.as_secs_f64();
             println!(
                 "{case}: {DOCUMENTS} events in {:.2} s = {rate:.0} events/s",
@@ -342,4 +406,150 @@ fn main() {
         });
     }
     drop(servers);
+}
+
+/// An MQTT 5 subscriber (QoS 1) on `health/#`, counting what arrives.
+async fn subscribe(port: u16) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
+    let (client, mut eventloop) = AsyncClient::new(
+        MqttOptions::new("bench-subscriber", "127.0.0.1", port),
+        1000,
+    );
+    client
+        .subscribe("health/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let (ready, subscribed) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready);
+    let task = tokio::spawn(async move {
+        let _client = client;
+        while let Ok(event) = eventloop.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(_)) => {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
+    subscribed.await.unwrap();
+    (count, task)
+}
+
+/// Fills a new stream HEALTH with the documents' events (untimed), then
+/// times `workers` worker processes sharing one durable consumer until it
+/// has nothing pending or unacknowledged.
+async fn consume(
+    js: &jetstream::Context,
+    nats: &str,
+    input: &std::path::Path,
+    dir: &std::path::Path,
+    workers: usize,
+) -> Duration {
+    let _ = js.delete_stream("HEALTH").await;
+    js.create_stream(stream::Config {
+        name: "HEALTH".into(),
+        subjects: vec!["health.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let config = dir.join("fill.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata: {{cluster: bench}}\n\
+             source: {{file: {{path: {input}}}}}\n\
+             state: {{dir: {state}}}\n\
+             route: {{match: [{{receiver: out}}]}}\n\
+             receivers:\n  - name: out\n    nats: {{url: \"{nats}\", subject: \"health.{{{{data.healthEvent.nodeName}}}}\", jetstream: true}}\n",
+            input = input.display(),
+            state = dir.join("fill-state").display(),
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(dir.join("fill-state"));
+    let status = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "filling the stream failed");
+
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for w in 0..workers {
+        let out = dir.join(format!("worker-{w}.jsonl"));
+        let _ = std::fs::remove_file(&out);
+        let config = dir.join(format!("worker-{w}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "source: {{nats: {{url: \"{nats}\", stream: HEALTH, consumer: bench}}}}\n\
+                 state: {{dir: {state}}}\n\
+                 route: {{match: [{{receiver: out}}]}}\n\
+                 receivers:\n  - name: out\n    file: {{path: {out}}}\n",
+                state = dir.join(format!("worker-{w}-state")).display(),
+                out = out.display(),
+            ),
+        )
+        .unwrap();
+        children.push(
+            Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                .args(["run", "-c"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let stream = js.get_stream("HEALTH").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        assert!(Instant::now() < deadline, "the workers did not finish");
+        if let Ok(mut consumer) = stream
+            .get_consumer::<jetstream::consumer::pull::Config>("bench")
+            .await
+        {
+            let info = consumer.info().await.unwrap();
+            if info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.delivered.stream_sequence > 0
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    for mut child in children {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+    let written: usize = (0..workers)
+        .map(|w| {
+            std::fs::read_to_string(dir.join(format!("worker-{w}.jsonl")))
+                .map_or(0, |s| s.lines().count())
+        })
+        .sum();
+    assert!(
+        written >= DOCUMENTS,
+        "the workers wrote {written} of {DOCUMENTS} events"
+    );
+    let _ = stream.delete_consumer("bench").await;
+    took
 }

@@ -70,6 +70,7 @@ fn good_configs_validate() {
     let mut files = yaml_files("tests/testdata/config/good");
     files.extend(yaml_files("config"));
     files.extend(yaml_files("config/examples"));
+    files.extend(yaml_files("config/scale-out"));
     files.extend(yaml_files("examples"));
     for path in files {
         let (ok, warnings) = diagnostics(&path);

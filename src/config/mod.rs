@@ -83,6 +83,9 @@ pub struct SourceConfig {
     /// A MongoDB change stream (NVSentinel's HealthEvents collection).
     #[serde(default)]
     pub mongodb: Option<crate::source::mongodb::MongoSourceConfig>,
+    /// A durable JetStream consumer shared by several workers (scale-out).
+    #[serde(default)]
+    pub nats: Option<crate::source::nats::NatsSourceConfig>,
 }
 
 /// `source.file`.
@@ -127,9 +130,10 @@ pub struct StdinSourceConfig {
 pub struct MappingConfig {
     /// `nvsentinel` (NVSentinel HealthEvents documents), `raw` (any JSON
     /// document becomes `data`) or `cloudevents` (each line is a structured
-    /// CloudEvent already).
+    /// CloudEvent already). Default `cloudevents` for `source.nats`, else
+    /// `nvsentinel`.
     #[serde(default)]
-    pub profile: Profile,
+    pub profile: Option<Profile>,
     /// Overrides the CloudEvent `type`. A template: `{{metadata.KEY}}`,
     /// `{{id}}`, `{{subject}}` and `{{data.PATH}}` are replaced.
     #[serde(default, rename = "type")]
@@ -143,10 +147,9 @@ pub struct MappingConfig {
 }
 
 /// The mapping profile.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Profile {
-    #[default]
     Nvsentinel,
     Raw,
     Cloudevents,
@@ -216,6 +219,9 @@ pub struct ReceiverConfig {
     /// Publish to an AMQP 0-9-1 broker (RabbitMQ) with publisher confirms.
     #[serde(default)]
     pub amqp: Option<crate::sink::amqp::config::AmqpSinkConfig>,
+    /// Publish to MQTT topics (MQTT 5 or 3.1.1, QoS 1 with acks).
+    #[serde(default)]
+    pub mqtt: Option<crate::sink::mqtt::config::MqttSinkConfig>,
     /// Append to a Redis stream (`XADD`) or publish on a channel.
     #[serde(default)]
     pub redis: Option<crate::sink::redis::config::RedisSinkConfig>,

@@ -48,6 +48,7 @@ pub enum SourceSpec {
         max_line_bytes: usize,
     },
     Mongodb(Box<crate::source::mongodb::MongoSpec>),
+    Nats(Box<crate::source::nats::NatsSourceSpec>),
 }
 
 /// A receiver with every value resolved.
@@ -90,6 +91,7 @@ pub enum ReceiverKind {
     Wasm(Box<PluginSpec>),
     Nats(Box<crate::sink::nats::config::NatsSpec>),
     Redis(Box<crate::sink::redis::config::RedisSpec>),
+    Mqtt(Box<crate::sink::mqtt::config::MqttSpec>),
     Amqp(Box<crate::sink::amqp::config::AmqpSpec>),
 }
 
@@ -231,7 +233,12 @@ fn mapper(
     diags: &mut Diagnostics,
 ) -> Option<Mapper> {
     let m = &config.mapping;
-    let profile = m.profile;
+    // A JetStream stream carries CloudEvents (what the `nats` receiver writes).
+    let profile = m.profile.unwrap_or(if config.source.value.nats.is_some() {
+        Profile::Cloudevents
+    } else {
+        Profile::Nvsentinel
+    });
     let written = config
         .metadata
         .as_ref()
@@ -281,11 +288,12 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         config.value.file.is_some(),
         config.value.stdin.is_some(),
         config.value.mongodb.is_some(),
+        config.value.nats.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.error(
             Some(config.referenced),
-            "source: set exactly one of: file, stdin, mongodb",
+            "source: set exactly one of: file, stdin, mongodb, nats",
         );
         return None;
     }
@@ -307,6 +315,9 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         } => m
             .compile(config.referenced, diags)
             .map(|m| SourceSpec::Mongodb(Box::new(m))),
+        SourceConfig { nats: Some(n), .. } => {
+            n.compile(diags).map(|n| SourceSpec::Nats(Box::new(n)))
+        }
         SourceConfig { .. } => None,
     }
 }
@@ -339,6 +350,7 @@ fn receiver(
         r.nats.is_some(),
         r.redis.is_some(),
         r.amqp.is_some(),
+        r.mqtt.is_some(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
@@ -346,7 +358,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, redis, amqp, wasm",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, redis, amqp, mqtt, wasm",
                     r.name.value
                 ),
             );
@@ -356,7 +368,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, redis, amqp, wasm",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, redis, amqp, mqtt, wasm",
                     r.name.value
                 ),
             );
@@ -429,6 +441,10 @@ fn receiver(
         let spec = a.compile(place, metadata, diags)?;
         concurrency = 4;
         ReceiverKind::Amqp(Box::new(spec))
+    } else if let Some(m) = &r.mqtt {
+        let spec = m.compile(place, metadata, diags)?;
+        concurrency = 4;
+        ReceiverKind::Mqtt(Box::new(spec))
     } else if let Some(x) = &r.redis {
         let spec = x.compile(place, metadata, diags)?;
         concurrency = 4;

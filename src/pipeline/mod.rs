@@ -300,14 +300,14 @@ async fn route_one(
     let line = match record.payload {
         Payload::Line(line) => line,
         Payload::Checkpoint => {
-            tracker.begin(0, record.position);
+            tracker.begin(0, record.position, record.done);
             return;
         }
         Payload::Invalid(reason) => {
             stats.read.fetch_add(1, Ordering::Relaxed);
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             warn!(%reason, "malformed record skipped");
-            tracker.begin(0, record.position);
+            tracker.begin(0, record.position, record.done);
             return;
         }
     };
@@ -317,7 +317,7 @@ async fn route_one(
         Err(e) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
-            tracker.begin(0, record.position);
+            tracker.begin(0, record.position, record.done);
             return;
         }
     };
@@ -326,10 +326,10 @@ async fn route_one(
         routing.routes.route(&event, targets);
         if targets.is_empty() {
             stats.unrouted.fetch_add(1, Ordering::Relaxed);
-            tracker.begin(0, record.position);
+            tracker.begin(0, record.position, record.done);
             return;
         }
-        let seq = tracker.begin(targets.len() as u32, record.position);
+        let seq = tracker.begin(targets.len() as u32, record.position, record.done);
         enqueue(routing, Arc::new(event), seq, targets).await;
         return;
     }
@@ -347,7 +347,7 @@ async fn route_one(
         total += targets.len() as u32;
         routed.push((Arc::new(event), targets.clone()));
     }
-    let seq = tracker.begin(total, record.position);
+    let seq = tracker.begin(total, record.position, record.done);
     for (event, targets) in routed {
         enqueue(routing, event, seq, &targets).await;
     }

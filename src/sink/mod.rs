@@ -7,10 +7,12 @@ pub mod amqp;
 pub mod binding;
 mod file;
 pub mod http;
+pub mod mqtt;
 pub mod nats;
 pub mod redis;
 pub mod status;
 mod stdout;
+mod tls;
 mod wasm;
 pub mod webhook;
 
@@ -49,6 +51,15 @@ impl Delivery {
         Self::Retry {
             reason: reason.into(),
             after: None,
+        }
+    }
+
+    /// Per-event outcomes, or `Delivered` when every event was.
+    pub fn from_each(outcomes: Vec<Delivery>) -> Self {
+        if outcomes.iter().all(|o| *o == Self::Delivered) {
+            Self::Delivered
+        } else {
+            Self::Each(outcomes)
         }
     }
 
@@ -138,6 +149,7 @@ pub fn build(
         ReceiverKind::Nats(n) => Arc::new(nats::NatsSink::new(n)),
         ReceiverKind::Amqp(a) => Arc::new(amqp::AmqpSink::new(a)),
         ReceiverKind::Redis(r) => Arc::new(self::redis::RedisSink::new(r)),
+        ReceiverKind::Mqtt(m) => Arc::new(mqtt::MqttSink::new(m)),
         ReceiverKind::Webhook(w) => {
             Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
                 receiver: spec.name.clone(),

@@ -176,6 +176,7 @@ impl FileSource {
                     stream: inode,
                     offset,
                 }),
+                done: None,
             };
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => return Ok(()),

@@ -5,6 +5,7 @@
 mod file;
 mod lines;
 pub mod mongodb;
+pub mod nats;
 mod stdin;
 
 use std::sync::Arc;
@@ -27,6 +28,20 @@ pub struct Record {
     pub payload: Payload,
     /// The position just after this record, if the source has positions.
     pub position: Option<Position>,
+    /// Called once every receiver finished with this record (delivered,
+    /// rejected or dead-lettered), whatever happened to the records before
+    /// it: how a source that acknowledges each message (a JetStream
+    /// consumer) acknowledges it.
+    pub done: Option<Done>,
+}
+
+/// A record's completion hook ([`Record::done`]).
+pub struct Done(pub Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Done")
+    }
 }
 
 /// Where a source is, just after a record. Opaque to the pipeline; turned
@@ -129,6 +144,9 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
             max_line: *max_line_bytes,
         }),
         SourceSpec::Mongodb(spec) => Box::new(mongodb::MongoSource::new((**spec).clone())),
+        SourceSpec::Nats(spec) => Box::new(nats::NatsSource {
+            spec: (**spec).clone(),
+        }),
     }
 }
 

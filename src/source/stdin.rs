@@ -54,6 +54,7 @@ impl Source for StdinSource {
                     .send(Record {
                         payload,
                         position: None,
+                        done: None,
                     })
                     .await
                     .is_err()

@@ -20,7 +20,10 @@ impl Process {
             .arg("-c")
             .arg(config)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WORKER_LOG").unwrap_or("info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -193,11 +193,7 @@ impl Sink for AmqpSink {
                 warn!("AMQP connection failed; reconnecting at the next delivery");
                 self.reset().await;
             }
-            if outcomes.iter().all(|o| *o == Delivery::Delivered) {
-                Delivery::Delivered
-            } else {
-                Delivery::Each(outcomes)
-            }
+            Delivery::from_each(outcomes)
         })
     }
 }

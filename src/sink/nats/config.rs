@@ -87,13 +87,11 @@ pub enum NatsAuth {
     Token(Secret),
 }
 
-/// A validated `nats` receiver.
+/// How to reach a NATS server: shared by the `nats` receiver and the
+/// `nats` source.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NatsSpec {
+pub struct NatsServerSpec {
     pub url: Secret,
-    pub subject: Template,
-    pub jetstream: bool,
-    pub mode: NatsMode,
     pub auth: NatsAuth,
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<(PathBuf, PathBuf)>,
@@ -101,45 +99,28 @@ pub struct NatsSpec {
     pub timeout: std::time::Duration,
 }
 
-impl NatsSinkConfig {
-    pub fn compile(
-        &self,
-        place: &str,
-        metadata: &Map<String, Value>,
-        diags: &mut Diagnostics,
-    ) -> Option<NatsSpec> {
-        let place = format!("{place}.nats");
-        let url = expanded(&self.url, &format!("{place}.url"), diags)?;
+/// The connection settings as written (the same keys in the receiver and
+/// the source).
+pub struct NatsServerConfig<'a> {
+    pub url: &'a Spanned<String>,
+    pub credentials_file: &'a Option<Spanned<String>>,
+    pub user: &'a Option<Spanned<String>>,
+    pub password: &'a Option<Spanned<String>>,
+    pub token: &'a Option<Spanned<String>>,
+    pub tls: &'a NatsTlsConfig,
+    pub timeout: Duration,
+}
+
+impl NatsServerConfig<'_> {
+    pub fn compile(&self, place: &str, diags: &mut Diagnostics) -> Option<NatsServerSpec> {
+        let url = expanded(self.url, &format!("{place}.url"), diags)?;
         if url.trim().is_empty() {
             diags.error(
                 Some(self.url.referenced),
                 format!("{place}.url: must not be empty"),
             );
         }
-        let subject = match Template::compile(&self.subject.value, metadata) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.error(
-                    Some(self.subject.referenced),
-                    format!("{place}.subject: {e}"),
-                );
-                return None;
-            }
-        };
-        if let Some(constant) = subject.as_constant()
-            && let Err(e) = check_subject(constant)
-        {
-            diags.error(
-                Some(self.subject.referenced),
-                format!("{place}.subject: {e}"),
-            );
-        }
-        let auth = match (
-            &self.credentials_file,
-            &self.user,
-            &self.password,
-            &self.token,
-        ) {
+        let auth = match (self.credentials_file, self.user, self.password, self.token) {
             (None, None, None, None) => NatsAuth::None,
             (Some(file), None, None, None) => {
                 let bytes = read_file(file, &format!("{place}.credentialsFile"), diags)?;
@@ -192,16 +173,67 @@ impl NatsSinkConfig {
                 format!("{place}.timeout: must be greater than zero"),
             );
         }
-        Some(NatsSpec {
+        Some(NatsServerSpec {
             url: Secret(url),
-            subject,
-            jetstream: self.jetstream,
-            mode: self.mode,
             auth,
             ca_file,
             client_cert,
             tls_required: self.tls.required,
             timeout: self.timeout.0,
+        })
+    }
+}
+
+/// A validated `nats` receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsSpec {
+    pub server: NatsServerSpec,
+    pub subject: Template,
+    pub jetstream: bool,
+    pub mode: NatsMode,
+}
+
+impl NatsSinkConfig {
+    pub fn compile(
+        &self,
+        place: &str,
+        metadata: &Map<String, Value>,
+        diags: &mut Diagnostics,
+    ) -> Option<NatsSpec> {
+        let place = format!("{place}.nats");
+        let server = NatsServerConfig {
+            url: &self.url,
+            credentials_file: &self.credentials_file,
+            user: &self.user,
+            password: &self.password,
+            token: &self.token,
+            tls: &self.tls,
+            timeout: self.timeout,
+        }
+        .compile(&place, diags);
+        let subject = match Template::compile(&self.subject.value, metadata) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(
+                    Some(self.subject.referenced),
+                    format!("{place}.subject: {e}"),
+                );
+                return None;
+            }
+        };
+        if let Some(constant) = subject.as_constant()
+            && let Err(e) = check_subject(constant)
+        {
+            diags.error(
+                Some(self.subject.referenced),
+                format!("{place}.subject: {e}"),
+            );
+        }
+        Some(NatsSpec {
+            server: server?,
+            subject,
+            jetstream: self.jetstream,
+            mode: self.mode,
         })
     }
 }

@@ -13,12 +13,12 @@
 pub mod config;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage};
-use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 use tracing::info;
 
-use self::config::{NatsAuth, NatsMode, NatsSpec, check_subject};
+use self::config::{NatsMode, NatsSpec, check_subject};
 use super::{Delivery, Item, Sink, binding};
 use crate::BoxFuture;
 use crate::event::AttributesReader;
@@ -28,6 +28,45 @@ const STRUCTURED: &str = "application/cloudevents+json; charset=utf-8";
 struct Connection {
     client: Client,
     jetstream: Option<jetstream::Context>,
+}
+
+impl config::NatsServerSpec {
+    /// Connects (the client reconnects by itself afterwards). The error
+    /// names the server's answer, never the URL (it may hold credentials).
+    pub async fn connect(&self) -> Result<Client, String> {
+        use self::config::NatsAuth;
+        let mut options = match &self.auth {
+            NatsAuth::None => async_nats::ConnectOptions::new(),
+            NatsAuth::Credentials(creds) => async_nats::ConnectOptions::new()
+                .credentials(&creds.0)
+                .map_err(|e| format!("credentialsFile: {e}"))?,
+            NatsAuth::UserPassword(user, password) => async_nats::ConnectOptions::new()
+                .user_and_password(user.clone(), password.0.clone()),
+            NatsAuth::Token(token) => async_nats::ConnectOptions::new().token(token.0.clone()),
+        };
+        options = options
+            .name("switchyard")
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            .require_tls(self.tls_required);
+        if let Some(ca) = &self.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        let urls: Vec<async_nats::ServerAddr> = self
+            .url
+            .0
+            .split(',')
+            .map(|u| u.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| "url: not a NATS server address".to_owned())?;
+        options
+            .connect(urls)
+            .await
+            .map_err(|e| format!("cannot connect to NATS: {}", e.kind()))
+    }
 }
 
 pub struct NatsSink {
@@ -48,44 +87,11 @@ impl NatsSink {
     async fn connection(&self) -> Result<&Connection, String> {
         self.connection
             .get_or_try_init(|| async {
-                let spec = &self.spec;
-                let mut options = match &spec.auth {
-                    NatsAuth::None => ConnectOptions::new(),
-                    NatsAuth::Credentials(creds) => ConnectOptions::new()
-                        .credentials(&creds.0)
-                        .map_err(|e| format!("credentialsFile: {e}"))?,
-                    NatsAuth::UserPassword(user, password) => {
-                        ConnectOptions::new().user_and_password(user.clone(), password.0.clone())
-                    }
-                    NatsAuth::Token(token) => ConnectOptions::new().token(token.0.clone()),
-                };
-                options = options
-                    .name("switchyard")
-                    .connection_timeout(spec.timeout)
-                    .request_timeout(Some(spec.timeout))
-                    .require_tls(spec.tls_required);
-                if let Some(ca) = &spec.ca_file {
-                    options = options.add_root_certificates(ca.clone());
-                }
-                if let Some((cert, key)) = &spec.client_cert {
-                    options = options.add_client_certificate(cert.clone(), key.clone());
-                }
-                let urls: Vec<&str> = spec.url.0.split(',').map(str::trim).collect();
-                let urls: Vec<async_nats::ServerAddr> = urls
-                    .iter()
-                    .map(|u| u.parse())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| "url: not a NATS server address".to_owned())?;
-                // The error names the server's answer, never the URL (it may
-                // hold credentials).
-                let client = options
-                    .connect(urls)
-                    .await
-                    .map_err(|e| format!("cannot connect to NATS: {}", e.kind()))?;
-                info!(jetstream = spec.jetstream, "connected to NATS");
-                let jetstream = spec.jetstream.then(|| {
+                let client = self.spec.server.connect().await?;
+                info!(jetstream = self.spec.jetstream, "connected to NATS");
+                let jetstream = self.spec.jetstream.then(|| {
                     let mut context = jetstream::new(client.clone());
-                    context.set_timeout(spec.timeout);
+                    context.set_timeout(self.spec.server.timeout);
                     context
                 });
                 Ok(Connection { client, jetstream })
@@ -147,16 +153,12 @@ impl Sink for NatsSink {
                         &connection.client,
                         messages,
                         &mut outcomes,
-                        self.spec.timeout,
+                        self.spec.server.timeout,
                     )
                     .await
                 }
             }
-            if outcomes.iter().all(|o| *o == Delivery::Delivered) {
-                Delivery::Delivered
-            } else {
-                Delivery::Each(outcomes)
-            }
+            Delivery::from_each(outcomes)
         })
     }
 }

@@ -141,11 +141,7 @@ impl Sink for RedisSink {
                     }
                 }
             }
-            if outcomes.iter().all(|o| *o == Delivery::Delivered) {
-                Delivery::Delivered
-            } else {
-                Delivery::Each(outcomes)
-            }
+            Delivery::from_each(outcomes)
         })
     }
 }

@@ -194,6 +194,7 @@ async fn checkpoint(
         Record {
             payload: Payload::Checkpoint,
             position: Some(Position::Json(position.to_json())),
+            done: None,
         },
     )
     .await?;
@@ -267,6 +268,7 @@ async fn backfill(
             Record {
                 payload: Payload::Line(to_line(document)),
                 position: None,
+                done: None,
             },
         )
         .await?;
@@ -361,6 +363,7 @@ async fn stream(
         let record = Record {
             payload: Payload::Line(to_line(document)),
             position: Some(Position::Json(position.to_json())),
+            done: None,
         };
         send(ctx, record).await?;
         last_checkpoint = Instant::now();
