@@ -219,6 +219,9 @@ pub struct ReceiverConfig {
     /// Publish to an AMQP 0-9-1 broker (RabbitMQ) with publisher confirms.
     #[serde(default)]
     pub amqp: Option<crate::sink::amqp::config::AmqpSinkConfig>,
+    /// Produce to Kafka topics (acks from all in-sync replicas).
+    #[serde(default)]
+    pub kafka: Option<crate::sink::kafka::config::KafkaSinkConfig>,
     /// Publish to MQTT topics (MQTT 5 or 3.1.1, QoS 1 with acks).
     #[serde(default)]
     pub mqtt: Option<crate::sink::mqtt::config::MqttSinkConfig>,

@@ -92,6 +92,7 @@ pub enum ReceiverKind {
     Nats(Box<crate::sink::nats::config::NatsSpec>),
     Redis(Box<crate::sink::redis::config::RedisSpec>),
     Mqtt(Box<crate::sink::mqtt::config::MqttSpec>),
+    Kafka(Box<crate::sink::kafka::config::KafkaSpec>),
     Amqp(Box<crate::sink::amqp::config::AmqpSpec>),
 }
 
@@ -351,6 +352,7 @@ fn receiver(
         r.redis.is_some(),
         r.amqp.is_some(),
         r.mqtt.is_some(),
+        r.kafka.is_some(),
     ];
     match kinds.iter().filter(|k| **k).count() {
         1 => {}
@@ -358,7 +360,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, redis, amqp, mqtt, wasm",
+                    "{place}: receiver {:?} has no kind; set one of: stdout, file, http, webhook, nats, redis, amqp, mqtt, kafka, wasm",
                     r.name.value
                 ),
             );
@@ -368,7 +370,7 @@ fn receiver(
             diags.error(
                 at,
                 format!(
-                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, redis, amqp, mqtt, wasm",
+                    "{place}: receiver {:?} sets several kinds; set exactly one of: stdout, file, http, webhook, nats, redis, amqp, mqtt, kafka, wasm",
                     r.name.value
                 ),
             );
@@ -441,6 +443,12 @@ fn receiver(
         let spec = a.compile(place, metadata, diags)?;
         concurrency = 4;
         ReceiverKind::Amqp(Box::new(spec))
+    } else if let Some(k) = &r.kafka {
+        let spec = k.compile(place, metadata, diags)?;
+        // One produce request per partition at a time per delivery; a few
+        // deliveries in flight keep the partitions busy.
+        concurrency = 4;
+        ReceiverKind::Kafka(Box::new(spec))
     } else if let Some(m) = &r.mqtt {
         let spec = m.compile(place, metadata, diags)?;
         concurrency = 4;

@@ -7,6 +7,7 @@ pub mod amqp;
 pub mod binding;
 mod file;
 pub mod http;
+pub mod kafka;
 pub mod mqtt;
 pub mod nats;
 pub mod redis;
@@ -150,6 +151,7 @@ pub fn build(
         ReceiverKind::Amqp(a) => Arc::new(amqp::AmqpSink::new(a)),
         ReceiverKind::Redis(r) => Arc::new(self::redis::RedisSink::new(r)),
         ReceiverKind::Mqtt(m) => Arc::new(mqtt::MqttSink::new(m)),
+        ReceiverKind::Kafka(k) => Arc::new(kafka::KafkaSink::new(k)),
         ReceiverKind::Webhook(w) => {
             Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
                 receiver: spec.name.clone(),

@@ -1,7 +1,8 @@
 //! Real brokers for receiver tests, each a private process on a free
 //! loopback port with its data in a temporary directory, killed when the
-//! test drops it: `nats-server` (with JetStream), `redis-server`, `mosquitto` and a
-//! RabbitMQ node. `scripts/services` installs the binaries when missing.
+//! test drops it: `nats-server` (with JetStream), `redis-server`,
+//! `mosquitto`, a RabbitMQ node (`scripts/services` installs them when
+//! missing) and `tansu` for Kafka (`scripts/tansu` builds it).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ enum Kind {
     /// `mosquitto` with persistence (saved at a clean stop) and no cap on
     /// the messages queued for a subscriber.
     Mosquitto,
+    /// `tansu`, a Kafka-compatible broker (`scripts/tansu` builds it), in
+    /// memory: a restart starts empty.
+    Tansu,
 }
 
 /// A broker process of this test on a free port, its data in a temporary
@@ -102,6 +106,11 @@ impl Server {
     /// Anonymous MQTT on `url()`.
     pub async fn mosquitto() -> Self {
         Self::start(Kind::Mosquitto).await
+    }
+
+    /// A Kafka-protocol broker; `url()` is its `host:port`.
+    pub async fn kafka() -> Self {
+        Self::start(Kind::Tansu).await
     }
 
     /// MQTT over TLS only, with the server certificate of `pki` (issued for
@@ -156,6 +165,28 @@ impl Server {
                     ])
                     .arg("--dir")
                     .arg(self.dir.path());
+                c
+            }
+            Kind::Tansu => {
+                let root = env!("CARGO_MANIFEST_DIR");
+                let out = Command::new(format!("{root}/scripts/tansu"))
+                    .arg("path")
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .expect("scripts/tansu runs");
+                assert!(out.status.success(), "scripts/tansu path failed");
+                let path = String::from_utf8(out.stdout).unwrap();
+                let listener = format!("tcp://127.0.0.1:{port}");
+                let mut c = Command::new(path.trim());
+                c.arg("broker")
+                    .args(["--listener-url", &listener])
+                    .args(["--advertised-listener-url", &listener])
+                    .args(["--storage-engine", "memory://tansu/"])
+                    // It reads a `.env` from its working directory.
+                    .current_dir(self.dir.path())
+                    .env_remove("LISTENER_URL")
+                    .env_remove("ADVERTISED_LISTENER_URL")
+                    .env_remove("STORAGE_ENGINE");
                 c
             }
             Kind::Mosquitto => {
@@ -222,7 +253,7 @@ impl Server {
             // About 10 s on two busy cores; a restart after a kill is no
             // faster.
             Kind::RabbitMq => Duration::from_secs(90),
-            Kind::Nats | Kind::Redis | Kind::Mosquitto => Duration::from_secs(30),
+            Kind::Nats | Kind::Redis | Kind::Mosquitto | Kind::Tansu => Duration::from_secs(30),
         };
         wait_listening(self.port, &format!("{:?}", self.kind), within).await;
     }
@@ -233,6 +264,7 @@ impl Server {
             Kind::Redis => format!("redis://127.0.0.1:{}/", self.port),
             Kind::RabbitMq => format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port),
             Kind::Mosquitto => format!("mqtt://127.0.0.1:{}", self.port),
+            Kind::Tansu => format!("127.0.0.1:{}", self.port),
         }
     }
 
