@@ -1,8 +1,9 @@
 //! Throughput of the broker receivers, end to end through the release
 //! binary: 200,000 NVSentinel documents from a file, mapped, routed and
 //! published — NATS JetStream (every ack awaited, file storage), core NATS,
-//! Redis `XADD`, MQTT 5 QoS 1 (private `nats-server`, `redis-server` and
-//! `mosquitto` on loopback) and RabbitMQ with publisher confirms (the
+//! Redis `XADD`, MQTT 5 QoS 1, Kafka with `acks=all` (private `nats-server`,
+//! `redis-server`, `mosquitto` and `tansu` — a Kafka-compatible broker, in
+//! memory — on loopback) and RabbitMQ with publisher confirms (the
 //! machine's, on 127.0.0.1:5672; skipped if it is not running). Every run
 //! checks that the broker holds (or a subscriber got) every event.
 //!
@@ -14,7 +15,7 @@
 //! Prints events/s per run and the median.
 //!
 //!   cargo bench --bench brokers [-- RUNS [CASE…]]
-//!     CASE: jetstream, nats, redis, mqtt, amqp, workers1, workers2
+//!     CASE: jetstream, nats, redis, mqtt, kafka, amqp, workers1, workers2
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -78,11 +79,17 @@ struct Servers {
     nats: Child,
     redis: Child,
     mosquitto: Child,
+    tansu: Child,
 }
 
 impl Drop for Servers {
     fn drop(&mut self) {
-        for child in [&mut self.nats, &mut self.redis, &mut self.mosquitto] {
+        for child in [
+            &mut self.nats,
+            &mut self.redis,
+            &mut self.mosquitto,
+            &mut self.tansu,
+        ] {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -105,7 +112,14 @@ fn main() {
     let input_path = dir.path().join("input.jsonl");
     input(&input_path);
 
-    let (nats_port, redis_port, mqtt_port) = (free_port(), free_port(), free_port());
+    let (nats_port, redis_port, mqtt_port, kafka_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let tansu = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tansu"))
+        .arg("path")
+        .output()
+        .unwrap();
+    let tansu = String::from_utf8(tansu.stdout).unwrap();
+    let kafka_listener = format!("tcp://127.0.0.1:{kafka_port}");
     // Mosquitto's defaults, but no cap on the messages queued for a
     // subscriber (the default, 1000, drops the rest at this rate).
     let mosquitto_conf = dir.path().join("mosquitto.conf");
@@ -150,13 +164,32 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+        tansu: Command::new(tansu.trim())
+            .arg("broker")
+            .args(["--listener-url", &kafka_listener])
+            .args(["--advertised-listener-url", &kafka_listener])
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
     };
     wait_listening(nats_port);
     wait_listening(redis_port);
     wait_listening(mqtt_port);
+    wait_listening(kafka_port);
+    let kafka = format!("127.0.0.1:{kafka_port}");
+
     let nats = format!("nats://127.0.0.1:{nats_port}");
     let redis = format!("redis://127.0.0.1:{redis_port}/");
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kafka_client = runtime.block_on(async {
+        rskafka::client::ClientBuilder::new(vec![kafka.clone()])
+            .build()
+            .await
+            .unwrap()
+    });
     let js = runtime.block_on(async {
         let js = jetstream::new(async_nats::connect(&nats).await.unwrap());
         js.create_stream(stream::Config {
@@ -228,6 +261,12 @@ fn main() {
             ),
         ),
         (
+            "kafka",
+            format!(
+                "kafka: {{brokers: [\"{kafka}\"], topic: \"health-RUN\", key: \"{{{{data.healthEvent.nodeName}}}}\"}}"
+            ),
+        ),
+        (
             "amqp",
             format!(
                 "amqp: {{url: \"{AMQP}\", exchange: switchyard-bench, routingKey: \"{subject}\"}}"
@@ -240,7 +279,20 @@ fn main() {
             continue;
         }
         let mut rates = Vec::new();
-        for _ in 0..runs {
+        for run in 0..runs {
+            // A new topic per run (the in-memory broker cannot empty one).
+            let receiver = receiver.replace("health-RUN", &format!("health-{run}"));
+            let topic = format!("health-{run}");
+            if *case == "kafka" {
+                runtime.block_on(async {
+                    kafka_client
+                        .controller_client()
+                        .unwrap()
+                        .create_topic(&topic, 3, 1, 5_000)
+                        .await
+                        .unwrap();
+                });
+            }
             // Empty the destination first.
             runtime.block_on(async {
                 match *case {
@@ -347,6 +399,24 @@ fn main() {
                             .await
                             .unwrap();
                         Some(u64::from(q.message_count()))
+                    }
+                    "kafka" => {
+                        let mut held = 0;
+                        for p in 0..3 {
+                            let pc = kafka_client
+                                .partition_client(
+                                    topic.as_str(),
+                                    p,
+                                    rskafka::client::partition::UnknownTopicHandling::Error,
+                                )
+                                .await
+                                .unwrap();
+                            held += pc
+                                .get_offset(rskafka::client::partition::OffsetAt::Latest)
+                                .await
+                                .unwrap() as u64;
+                        }
+                        Some(held)
                     }
                     "mqtt" => {
                         let (count, task) = subscriber.unwrap();

@@ -245,6 +245,9 @@ impl NatsSource {
         ));
         let _stop_progress = AbortOnDrop(progress);
 
+        // The client reconnects by itself and the pull goes on after an
+        // error; several in a row (a deleted consumer) make a fresh start.
+        let mut errors = 0;
         loop {
             let message = tokio::select! {
                 _ = ctx.shutdown.cancelled() => return Ok(()),
@@ -252,12 +255,18 @@ impl NatsSource {
             };
             let message = match message {
                 None => return Err("the consumer's message stream ended".into()),
-                // The client reconnects by itself; the stream goes on.
                 Some(Err(e)) => {
+                    errors += 1;
+                    if errors >= 5 {
+                        return Err(format!("JetStream pull: {e}"));
+                    }
                     warn!(error = %e, "JetStream pull");
                     continue;
                 }
-                Some(Ok(m)) => m,
+                Some(Ok(m)) => {
+                    errors = 0;
+                    m
+                }
             };
             let (sequence, delivered) = match message.info() {
                 Ok(info) => (info.stream_sequence, info.delivered),

@@ -96,6 +96,8 @@ struct AckState {
     inflight: HashMap<u16, Waiter>,
     collided: Option<Waiter>,
     connected: bool,
+    /// A failure was logged at WARN since the last connection.
+    warned: bool,
 }
 
 impl Acks {
@@ -126,23 +128,26 @@ impl Acks {
                     info!("connected to the MQTT broker");
                 }
                 s.connected = true;
+                s.warned = false;
             }
         }
     }
 
-    /// Fails every waiting publish; returns whether the link was up.
-    fn fail_all(&self, reason: &str) -> bool {
+    /// Fails every waiting publish; returns whether the link was up and
+    /// whether this is the first failure since it was (or since the start).
+    fn fail_all(&self, reason: &str) -> (bool, bool) {
         let mut guard = self.state.lock().expect("acks lock");
         let s = &mut *guard;
         let mut waiters: Vec<Waiter> = s.queued.drain(..).collect();
         waiters.extend(s.inflight.drain().map(|(_, w)| w));
         waiters.extend(s.collided.take());
         let was_up = std::mem::replace(&mut s.connected, false);
+        let first = !std::mem::replace(&mut s.warned, true);
         drop(guard);
         for w in waiters {
             let _ = w.send(Delivery::retry(reason));
         }
-        was_up
+        (was_up, first)
     }
 }
 
@@ -344,15 +349,17 @@ impl Sink for MqttSink {
 /// order lock so that no publish is handed over meanwhile. Logged once per
 /// outage, not at every reconnection attempt.
 async fn reset(acks: &Acks, clear: impl FnOnce(), error: String) {
-    let was_up = {
+    let (was_up, first) = {
         let _order = acks.order.lock().await;
         clear();
         acks.fail_all(&format!("MQTT broker: {error}"))
     };
-    if was_up {
-        warn!("MQTT connection lost ({error}); reconnecting");
-    } else {
-        debug!("cannot connect to the MQTT broker: {error}");
+    match (was_up, first) {
+        (true, _) => warn!("MQTT connection lost ({error}); reconnecting"),
+        (false, true) => {
+            warn!("cannot connect to the MQTT broker ({error}); retrying every {RECONNECT:?}")
+        }
+        (false, false) => debug!("cannot connect to the MQTT broker: {error}"),
     }
     tokio::time::sleep(RECONNECT).await;
 }
