@@ -32,6 +32,20 @@ fn ids(receiver: &http::Receiver) -> HashMap<String, usize> {
     ids
 }
 
+/// A private `nats-server` with the stream HEALTH (`health.>`).
+async fn server_with_stream() -> (Server, jetstream::Context) {
+    let server = Server::nats().await;
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    js.create_stream(stream::Config {
+        name: "HEALTH".into(),
+        subjects: vec!["health.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (server, js)
+}
+
 fn worker_config(dir: &Path, name: &str, nats: &str, endpoint: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(
@@ -54,16 +68,7 @@ fn worker_config(dir: &Path, name: &str, nats: &str, endpoint: &str) -> std::pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_a_consumer_and_survive_a_sigkill() {
     const N: usize = 2000;
-    let server = Server::nats().await;
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let js = jetstream::new(client);
-    js.create_stream(stream::Config {
-        name: "HEALTH".into(),
-        subjects: vec!["health.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (server, js) = server_with_stream().await;
 
     // The leader: the file source standing in for MongoDB, publishing
     // every event to JetStream with acks.
@@ -173,15 +178,7 @@ async fn two_workers_share_a_consumer_and_survive_a_sigkill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_receivers_keep_their_messages() {
     const N: usize = 20;
-    let server = Server::nats().await;
-    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
-    js.create_stream(stream::Config {
-        name: "HEALTH".into(),
-        subjects: vec!["health.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (server, js) = server_with_stream().await;
     let documents = distinct_documents(N);
     let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
     Run::with_documents(

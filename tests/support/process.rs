@@ -20,9 +20,10 @@ impl Process {
             .arg("-c")
             .arg(config)
             .envs(env.iter().copied())
+            // `SWITCHYARD_TEST_LOG=debug cargo test …` to see more of it.
             .env(
                 "RUST_LOG",
-                std::env::var("WORKER_LOG").unwrap_or("info".into()),
+                std::env::var("SWITCHYARD_TEST_LOG").unwrap_or("info".into()),
             )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
