@@ -411,10 +411,16 @@ fn main() {
                                 )
                                 .await
                                 .unwrap();
-                            held += pc
-                                .get_offset(rskafka::client::partition::OffsetAt::Latest)
-                                .await
-                                .unwrap() as u64;
+                            // Counted by reading: tansu's latest offset
+                            // is the last batch's start, not its end.
+                            let mut offset = 0;
+                            loop {
+                                let (batch, _) =
+                                    pc.fetch_records(offset, 1..50_000_000, 100).await.unwrap();
+                                let Some(last) = batch.last() else { break };
+                                offset = last.offset + 1;
+                                held += batch.len() as u64;
+                            }
                         }
                         Some(held)
                     }
@@ -568,7 +574,7 @@ async fn consume(
                 "source: {{nats: {{url: \"{nats}\", stream: HEALTH, consumer: bench}}}}\n\
                  state: {{dir: {state}}}\n\
                  route: {{match: [{{receiver: out}}]}}\n\
-                 receivers:\n  - name: out\n    file: {{path: {out}}}\n",
+                 receivers:\n  - name: out\n    file: {{path: {out}, maxSize: 4GiB}}\n",
                 state = dir.join(format!("worker-{w}-state")).display(),
                 out = out.display(),
             ),

@@ -142,6 +142,8 @@ impl Sink for AmqpSink {
             let mut outcomes = vec![Delivery::Delivered; items.len()];
             let mut confirms = Vec::with_capacity(items.len());
             let mut broken = false;
+            // One deadline for the whole batch: publishes and confirms.
+            let deadline = tokio::time::Instant::now() + self.spec.timeout;
             for (i, item) in items.iter().enumerate() {
                 let (exchange, key, properties, body) = match self.message(item) {
                     Ok(m) => m,
@@ -154,19 +156,25 @@ impl Sink for AmqpSink {
                     mandatory: self.spec.mandatory,
                     ..Default::default()
                 };
-                match channel
-                    .basic_publish(exchange.into(), key.into(), options, &body, properties)
-                    .await
-                {
-                    Ok(confirm) => confirms.push((i, confirm)),
-                    Err(e) => {
+                let publish =
+                    channel.basic_publish(exchange.into(), key.into(), options, &body, properties);
+                match tokio::time::timeout_at(deadline, publish).await {
+                    Ok(Ok(confirm)) => confirms.push((i, confirm)),
+                    Ok(Err(e)) => {
                         broken = true;
                         outcomes[i] = Delivery::retry(format!("AMQP publish: {e}"));
+                    }
+                    Err(_) => {
+                        broken = true;
+                        outcomes[i] = Delivery::retry(format!(
+                            "AMQP publish: not sent within {:?}",
+                            self.spec.timeout
+                        ));
                     }
                 }
             }
             for (i, confirm) in confirms {
-                outcomes[i] = match tokio::time::timeout(self.spec.timeout, confirm).await {
+                outcomes[i] = match tokio::time::timeout_at(deadline, confirm).await {
                     Ok(Ok(Confirmation::Ack(None))) => Delivery::Delivered,
                     Ok(Ok(Confirmation::Ack(Some(returned)))) => Delivery::retry(format!(
                         "the broker routed it to no queue ({})",
