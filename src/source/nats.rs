@@ -181,8 +181,11 @@ impl Source for NatsSource {
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>> {
         Box::pin(async move {
             let mut wait = StdDuration::from_millis(250);
+            // Across reconnections: messages read before one are still
+            // reported in progress (and acknowledged) through the next.
+            let in_flight: InFlight = Arc::default();
             loop {
-                match self.consume(&ctx).await {
+                match self.consume(&ctx, &in_flight).await {
                     Ok(()) => return Ok(()),
                     Err(e) => {
                         ctx.stats.connected.store(false, Ordering::Relaxed);
@@ -202,7 +205,7 @@ impl Source for NatsSource {
 
 impl NatsSource {
     /// Reads until shutdown (`Ok`) or a failure to retry (`Err`).
-    async fn consume(&self, ctx: &SourceContext) -> Result<(), String> {
+    async fn consume(&self, ctx: &SourceContext, in_flight: &InFlight) -> Result<(), String> {
         let spec = &self.spec;
         let client = spec.server.connect().await?;
         let mut js = jetstream::new(client);
@@ -233,7 +236,6 @@ impl NatsSource {
         info!(stream = %spec.stream, consumer = %spec.consumer, "reading JetStream");
         ctx.stats.connected.store(true, Ordering::Relaxed);
 
-        let in_flight: InFlight = Arc::default();
         let (acks, ack_rx) = tokio::sync::mpsc::unbounded_channel();
         // Both outlive this call: records still in the pipeline after a
         // reconnect or at shutdown are acknowledged as they finish.
