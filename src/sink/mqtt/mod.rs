@@ -367,70 +367,60 @@ async fn reset(acks: &Acks, clear: impl FnOnce(), error: String) {
 /// The pause before reconnecting.
 const RECONNECT: Duration = Duration::from_millis(500);
 
-async fn drive_v5(mut eventloop: rumqttc::v5::EventLoop, acks: Arc<Acks>) {
-    use rumqttc::v5::{Event, Incoming};
-    loop {
-        match eventloop.poll().await {
-            Ok(event) => {
-                let progress = match event {
-                    Event::Outgoing(Outgoing::Publish(pkid)) => Progress::Written(pkid),
-                    Event::Outgoing(Outgoing::AwaitAck(_)) => Progress::Collided,
-                    Event::Incoming(Incoming::PubAck(ack)) => {
-                        Progress::Acked(ack.pkid, puback_outcome(ack.reason))
+/// The driver loop, the same for both protocol versions: their event loops
+/// are different types of the same shape. `$progress` maps an event to what
+/// it says about our publishes, if anything.
+macro_rules! drive {
+    ($eventloop:ident, $acks:ident, $progress:expr) => {
+        loop {
+            match $eventloop.poll().await {
+                Ok(event) => {
+                    if let Some(progress) = $progress(event) {
+                        $acks.on(progress);
                     }
-                    Event::Incoming(Incoming::ConnAck(_)) => Progress::Connected,
-                    _ => continue,
-                };
-                acks.on(progress);
-            }
-            Err(e) => {
-                reset(
-                    &acks,
-                    || {
-                        eventloop.clean();
-                        eventloop.pending.clear();
-                        eventloop.state.events.clear();
-                        eventloop.state.collision = None;
-                    },
-                    e.to_string(),
-                )
-                .await;
+                }
+                Err(e) => {
+                    reset(
+                        &$acks,
+                        || {
+                            $eventloop.clean();
+                            $eventloop.pending.clear();
+                            $eventloop.state.events.clear();
+                            $eventloop.state.collision = None;
+                        },
+                        e.to_string(),
+                    )
+                    .await;
+                }
             }
         }
-    }
+    };
+}
+
+async fn drive_v5(mut eventloop: rumqttc::v5::EventLoop, acks: Arc<Acks>) {
+    use rumqttc::v5::{Event, Incoming};
+    drive!(eventloop, acks, |event: Event| match event {
+        Event::Outgoing(Outgoing::Publish(pkid)) => Some(Progress::Written(pkid)),
+        Event::Outgoing(Outgoing::AwaitAck(_)) => Some(Progress::Collided),
+        Event::Incoming(Incoming::PubAck(ack)) => {
+            Some(Progress::Acked(ack.pkid, puback_outcome(ack.reason)))
+        }
+        Event::Incoming(Incoming::ConnAck(_)) => Some(Progress::Connected),
+        _ => None,
+    })
 }
 
 async fn drive_v311(mut eventloop: rumqttc::EventLoop, acks: Arc<Acks>) {
     use rumqttc::{Event, Packet};
-    loop {
-        match eventloop.poll().await {
-            Ok(event) => {
-                let progress = match event {
-                    Event::Outgoing(Outgoing::Publish(pkid)) => Progress::Written(pkid),
-                    Event::Outgoing(Outgoing::AwaitAck(_)) => Progress::Collided,
-                    Event::Incoming(Packet::PubAck(ack)) => {
-                        Progress::Acked(ack.pkid, Delivery::Delivered)
-                    }
-                    Event::Incoming(Packet::ConnAck(_)) => Progress::Connected,
-                    _ => continue,
-                };
-                acks.on(progress);
-            }
-            Err(e) => {
-                reset(
-                    &acks,
-                    || {
-                        eventloop.clean();
-                        eventloop.pending.clear();
-                        eventloop.state.events.clear();
-                        eventloop.state.collision = None;
-                    },
-                    e.to_string(),
-                )
-                .await;
-            }
-        }
-    }
+    // MQTT 3.1.1 PUBACKs carry no reason: an ack is a delivery.
+    drive!(eventloop, acks, |event: Event| match event {
+        Event::Outgoing(Outgoing::Publish(pkid)) => Some(Progress::Written(pkid)),
+        Event::Outgoing(Outgoing::AwaitAck(_)) => Some(Progress::Collided),
+        Event::Incoming(Packet::PubAck(ack)) =>
+            Some(Progress::Acked(ack.pkid, Delivery::Delivered)),
+        Event::Incoming(Packet::ConnAck(_)) => Some(Progress::Connected),
+        _ => None,
+    })
 }
 
 /// An MQTT 5 PUBACK's reason: refusals that a retry cannot change are
