@@ -86,6 +86,9 @@ pub struct SourceConfig {
     /// A durable JetStream consumer shared by several workers (scale-out).
     #[serde(default)]
     pub nats: Option<crate::source::nats::NatsSourceConfig>,
+    /// Kubernetes Events or HealthEventResources, listed then watched.
+    #[serde(default)]
+    pub kubernetes: Option<crate::source::kubernetes::KubernetesSourceConfig>,
 }
 
 /// `source.file`.
@@ -129,9 +132,10 @@ pub struct StdinSourceConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MappingConfig {
     /// `nvsentinel` (NVSentinel HealthEvents documents), `raw` (any JSON
-    /// document becomes `data`) or `cloudevents` (each line is a structured
-    /// CloudEvent already). Default `cloudevents` for `source.nats`, else
-    /// `nvsentinel`.
+    /// document becomes `data`), `cloudevents` (each line is a structured
+    /// CloudEvent already) or `kubernetes-event` (a Kubernetes Event object).
+    /// Default `cloudevents` for `source.nats`, `kubernetes-event` for
+    /// `source.kubernetes` with `kind: events`, else `nvsentinel`.
     #[serde(default)]
     pub profile: Option<Profile>,
     /// Overrides the CloudEvent `type`. A template: `{{metadata.KEY}}`,
@@ -153,6 +157,9 @@ pub enum Profile {
     Nvsentinel,
     Raw,
     Cloudevents,
+    /// A Kubernetes Event object (`source.kubernetes` with `kind: events`).
+    #[serde(rename = "kubernetes-event", alias = "kubernetesEvent")]
+    KubernetesEvent,
 }
 
 /// A node of the route tree.

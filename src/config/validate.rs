@@ -49,6 +49,7 @@ pub enum SourceSpec {
     },
     Mongodb(Box<crate::source::mongodb::MongoSpec>),
     Nats(Box<crate::source::nats::NatsSourceSpec>),
+    Kubernetes(Box<crate::source::kubernetes::KubernetesSpec>),
 }
 
 /// A receiver with every value resolved.
@@ -234,12 +235,9 @@ fn mapper(
     diags: &mut Diagnostics,
 ) -> Option<Mapper> {
     let m = &config.mapping;
-    // A JetStream stream carries CloudEvents (what the `nats` receiver writes).
-    let profile = m.profile.unwrap_or(if config.source.value.nats.is_some() {
-        Profile::Cloudevents
-    } else {
-        Profile::Nvsentinel
-    });
+    let profile = m
+        .profile
+        .unwrap_or_else(|| default_profile(&config.source.value));
     let written = config
         .metadata
         .as_ref()
@@ -284,17 +282,31 @@ fn mapper(
     Some(Mapper::new(profile, metadata, overrides))
 }
 
+/// The mapping profile a source's records need when none is set.
+fn default_profile(source: &SourceConfig) -> Profile {
+    match source {
+        // A JetStream stream carries CloudEvents (what the `nats` receiver writes).
+        SourceConfig { nats: Some(_), .. } => Profile::Cloudevents,
+        SourceConfig {
+            kubernetes: Some(k),
+            ..
+        } if k.kind.value == "events" => Profile::KubernetesEvent,
+        _ => Profile::Nvsentinel,
+    }
+}
+
 fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<SourceSpec> {
     let kinds = [
         config.value.file.is_some(),
         config.value.stdin.is_some(),
         config.value.mongodb.is_some(),
         config.value.nats.is_some(),
+        config.value.kubernetes.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.error(
             Some(config.referenced),
-            "source: set exactly one of: file, stdin, mongodb, nats",
+            "source: set exactly one of: file, stdin, mongodb, nats, kubernetes, nomad, http",
         );
         return None;
     }
@@ -319,6 +331,12 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         SourceConfig { nats: Some(n), .. } => {
             n.compile(diags).map(|n| SourceSpec::Nats(Box::new(n)))
         }
+        SourceConfig {
+            kubernetes: Some(k),
+            ..
+        } => k
+            .compile(diags)
+            .map(|k| SourceSpec::Kubernetes(Box::new(k))),
         SourceConfig { .. } => None,
     }
 }

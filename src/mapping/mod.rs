@@ -2,6 +2,7 @@
 //! `mapping` config: a profile plus optional templated overrides.
 
 mod extjson;
+pub(crate) mod kubernetes;
 mod nvsentinel;
 mod raw;
 mod template;
@@ -71,6 +72,7 @@ impl Mapper {
         let mut event = match self.profile {
             Profile::Nvsentinel => nvsentinel::map(record, &self.metadata)?,
             Profile::Raw => raw::map(record)?,
+            Profile::KubernetesEvent => kubernetes::map(record, &self.metadata)?,
             Profile::Cloudevents => serde_json::from_slice::<Event>(record)
                 .map_err(|e| MapError::new(None, format!("not a structured CloudEvent: {e}")))?,
         };

@@ -3,6 +3,7 @@
 //! every record before it is finished.
 
 mod file;
+pub mod kubernetes;
 mod lines;
 pub mod mongodb;
 pub mod nats;
@@ -104,6 +105,9 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
+    /// The source cannot start (its settings or its position are unusable).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What a running source is given.
@@ -147,6 +151,9 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         SourceSpec::Nats(spec) => Box::new(nats::NatsSource {
             spec: (**spec).clone(),
         }),
+        SourceSpec::Kubernetes(spec) => {
+            Box::new(kubernetes::KubernetesSource::new((**spec).clone()))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod brokers;
 pub mod http;
+pub mod kube;
 pub mod metrics;
 pub mod mongo;
 pub mod pipeline;
