@@ -368,7 +368,7 @@ async fn gone_relists_and_skips_what_was_delivered() {
     // The first start's list ran while events were created: 1 to 3 pages.
     let lists_before = server.requests("list");
 
-    let p = Process::run(&s.config, &[]);
+    let mut p = Process::run(&s.config, &[]);
     let all = wait_lines(&out, 33, &p).await;
     settled(&out, 33).await;
     assert_unique(&all);
@@ -394,7 +394,13 @@ async fn gone_relists_and_skips_what_was_delivered() {
         json!({"metadata": {"name": "p", "namespace": "ns"}}),
     );
     server.compact();
+    let watches = server.requests("watch");
     server.hang_up();
+    // Changes made once it watches again (before that, the old watch could
+    // still pass them on).
+    while server.requests("watch") == watches {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     server.update("events", "ns", "e30", |e| e["count"] = 2.into());
     server.create(
         "events",
@@ -403,8 +409,15 @@ async fn gone_relists_and_skips_what_was_delivered() {
     let all = wait_lines(&out, 40, &p).await;
     settled(&out, 40).await;
     assert_unique(&all);
-    p.wait_for_n("listing again", 2, Duration::from_secs(5))
-        .await;
+    assert_eq!(
+        p.log().matches("listing again").count(),
+        2,
+        "{}\n{}",
+        server.request_log(),
+        p.log()
+    );
+    assert!(p.terminate().success());
+    assert!(p.log().contains("tokens_lost=2"), "{}", p.log());
 }
 
 /// The protobuf JSON (protojson) field names of HealthEvent, by the

@@ -86,7 +86,9 @@ pub enum Payload {
 pub struct SourceStats {
     /// Documents read by a backfill.
     pub backfilled: AtomicU64,
-    /// Resume tokens found lost from the oplog (each one recovered by backfill).
+    /// Positions found lost: resume tokens gone from the oplog (each one
+    /// recovered by backfill), resourceVersions answered 410 Gone (each
+    /// recovered by a relist).
     pub tokens_lost: AtomicU64,
     /// Reconnects after transient errors.
     pub reconnects: AtomicU64,

@@ -165,7 +165,7 @@ fn pipeline(e: &mut DescriptorEncoder, live: &Live) -> Result {
         ),
         (
             "switchyard_source_tokens_lost",
-            "Resume tokens found lost from the oplog (each recovered by backfill).",
+            "Source positions found lost: MongoDB resume tokens gone from the oplog (recovered by backfill), Kubernetes resourceVersions answered 410 Gone (recovered by a relist).",
             &s.source.tokens_lost,
         ),
         (

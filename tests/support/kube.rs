@@ -210,6 +210,15 @@ impl ApiServer {
         let _ = self.shared.hangup.send(());
     }
 
+    /// Every request served, for failure messages.
+    pub fn request_log(&self) -> String {
+        let c = self.shared.cluster.lock().unwrap();
+        c.requests
+            .iter()
+            .map(|(k, p)| format!("{k} {p}\n"))
+            .collect()
+    }
+
     /// How many requests of `kind` (`list`, `watch`, `get`, `discovery`)
     /// were served.
     pub fn requests(&self, kind: &str) -> usize {
@@ -548,7 +557,11 @@ fn watch(
     let mut hangup = s.hangup.subscribe();
     let (backlog, expired, now) = {
         let mut c = s.cluster.lock().unwrap();
-        c.requests.push(("watch".into(), path));
+        let compacted = c.compacted;
+        c.requests.push((
+            "watch".into(),
+            format!("{path}?from={from} compacted={compacted}"),
+        ));
         let expired = from < c.compacted;
         let backlog: Vec<Change> = c
             .history

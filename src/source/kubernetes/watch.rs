@@ -67,6 +67,7 @@ impl ScopeWatch {
             match result {
                 Ok(Stop::Done) => return,
                 Ok(Stop::Expired) => {
+                    self.stats.tokens_lost.fetch_add(1, Ordering::Relaxed);
                     info!(scope = %self.scope_name(), "resourceVersion expired (410 Gone); listing again");
                     self.resource_version = None;
                 }
