@@ -8,9 +8,10 @@
 //! - [`config`]: the YAML shape, `${…}` expansion, diagnostics with line and
 //!   column, and validation that compiles the runtime pieces.
 //! - [`event`]: the CloudEvent model (the official SDK) and field paths.
-//! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`).
+//! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`, `nomad`).
 //! - [`route`]: the compiled route tree and its patterns.
-//! - [`source`]: where records come from (`file`, `stdin`, `mongodb`), with positions.
+//! - [`source`]: where records come from (`file`, `stdin`, `mongodb`, `nats`,
+//!   `nomad`), with positions.
 //! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `wasm`) and
 //!   the delivery result.
 //! - [`plugin`]: WebAssembly plugins on wasmtime: engine, code cache,

@@ -86,6 +86,9 @@ pub struct SourceConfig {
     /// A durable JetStream consumer shared by several workers (scale-out).
     #[serde(default)]
     pub nats: Option<crate::source::nats::NatsSourceConfig>,
+    /// HashiCorp Nomad's event stream (jobs, allocations, deployments, nodes …).
+    #[serde(default)]
+    pub nomad: Option<crate::source::nomad::NomadSourceConfig>,
 }
 
 /// `source.file`.
@@ -129,9 +132,10 @@ pub struct StdinSourceConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MappingConfig {
     /// `nvsentinel` (NVSentinel HealthEvents documents), `raw` (any JSON
-    /// document becomes `data`) or `cloudevents` (each line is a structured
-    /// CloudEvent already). Default `cloudevents` for `source.nats`, else
-    /// `nvsentinel`.
+    /// document becomes `data`), `cloudevents` (each line is a structured
+    /// CloudEvent already) or `nomad` (Nomad events; `data` is the event).
+    /// Default `cloudevents` for `source.nats`, `nomad` for `source.nomad`,
+    /// else `nvsentinel`.
     #[serde(default)]
     pub profile: Option<Profile>,
     /// Overrides the CloudEvent `type`. A template: `{{metadata.KEY}}`,
@@ -153,6 +157,7 @@ pub enum Profile {
     Nvsentinel,
     Raw,
     Cloudevents,
+    Nomad,
 }
 
 /// A node of the route tree.

@@ -49,6 +49,7 @@ pub enum SourceSpec {
     },
     Mongodb(Box<crate::source::mongodb::MongoSpec>),
     Nats(Box<crate::source::nats::NatsSourceSpec>),
+    Nomad(Box<crate::source::nomad::NomadSpec>),
 }
 
 /// A receiver with every value resolved.
@@ -237,6 +238,8 @@ fn mapper(
     // A JetStream stream carries CloudEvents (what the `nats` receiver writes).
     let profile = m.profile.unwrap_or(if config.source.value.nats.is_some() {
         Profile::Cloudevents
+    } else if config.source.value.nomad.is_some() {
+        Profile::Nomad
     } else {
         Profile::Nvsentinel
     });
@@ -290,11 +293,12 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         config.value.stdin.is_some(),
         config.value.mongodb.is_some(),
         config.value.nats.is_some(),
+        config.value.nomad.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.error(
             Some(config.referenced),
-            "source: set exactly one of: file, stdin, mongodb, nats",
+            "source: set exactly one of: file, stdin, mongodb, nats, kubernetes, nomad, http",
         );
         return None;
     }
@@ -319,6 +323,9 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         SourceConfig { nats: Some(n), .. } => {
             n.compile(diags).map(|n| SourceSpec::Nats(Box::new(n)))
         }
+        SourceConfig { nomad: Some(n), .. } => n
+            .compile(config.referenced, diags)
+            .map(|n| SourceSpec::Nomad(Box::new(n))),
         SourceConfig { .. } => None,
     }
 }

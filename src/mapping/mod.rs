@@ -2,6 +2,7 @@
 //! `mapping` config: a profile plus optional templated overrides.
 
 mod extjson;
+mod nomad;
 mod nvsentinel;
 mod raw;
 mod template;
@@ -73,6 +74,7 @@ impl Mapper {
             Profile::Raw => raw::map(record)?,
             Profile::Cloudevents => serde_json::from_slice::<Event>(record)
                 .map_err(|e| MapError::new(None, format!("not a structured CloudEvent: {e}")))?,
+            Profile::Nomad => nomad::map(record, &self.metadata)?,
         };
         self.apply_overrides(&mut event)?;
         Ok(event)

@@ -6,6 +6,7 @@ mod file;
 mod lines;
 pub mod mongodb;
 pub mod nats;
+pub mod nomad;
 mod stdin;
 
 use std::sync::Arc;
@@ -89,6 +90,9 @@ pub struct SourceStats {
     pub tokens_lost: AtomicU64,
     /// Reconnects after transient errors.
     pub reconnects: AtomicU64,
+    /// Times the source resumed past events it could no longer read (a
+    /// Nomad index fallen out of the broker's buffer): events may be lost.
+    pub gaps: AtomicU64,
     /// Whether the source is reading now (file open, change stream open).
     pub connected: std::sync::atomic::AtomicBool,
     /// Whether a backfill is running now.
@@ -104,6 +108,8 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{what}: {reason}")]
+    Setup { what: &'static str, reason: String },
 }
 
 /// What a running source is given.
@@ -145,6 +151,9 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         }),
         SourceSpec::Mongodb(spec) => Box::new(mongodb::MongoSource::new((**spec).clone())),
         SourceSpec::Nats(spec) => Box::new(nats::NatsSource {
+            spec: (**spec).clone(),
+        }),
+        SourceSpec::Nomad(spec) => Box::new(nomad::NomadSource {
             spec: (**spec).clone(),
         }),
     }
