@@ -5,6 +5,7 @@ pub mod brokers;
 pub mod http;
 pub mod metrics;
 pub mod mongo;
+pub mod nomad;
 pub mod pipeline;
 pub mod process;
 pub mod tls;
