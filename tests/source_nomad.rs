@@ -155,7 +155,10 @@ async fn events_are_filtered_mapped_and_routed_by_topic_and_type() {
         subjects(&all),
         ["web", "alloc-1", "alloc-2", "deploy-1", "node-1"]
     );
-    assert_eq!(subjects(&lines(&out("allocations"))), ["alloc-1", "alloc-2"]);
+    assert_eq!(
+        subjects(&lines(&out("allocations"))),
+        ["alloc-1", "alloc-2"]
+    );
     assert_eq!(subjects(&lines(&out("failed"))), ["alloc-2"]);
     assert_eq!(subjects(&lines(&out("jobs"))), ["web"]);
 
@@ -263,7 +266,9 @@ async fn sigkill_inside_a_multi_event_index_resumes_exactly() {
     let accepted = accepted.lock().unwrap().clone();
     assert_eq!(
         subjects(&accepted),
-        ["web", "alloc-1", "alloc-2", "alloc-3", "alloc-4", "deploy-1", "node-1"],
+        [
+            "web", "alloc-1", "alloc-2", "alloc-3", "alloc-4", "deploy-1", "node-1"
+        ],
         "nothing lost, nothing finished sent again"
     );
     unique_ids(&accepted);
@@ -309,7 +314,9 @@ async fn a_dropped_connection_is_resumed_with_nothing_lost() {
     assert_eq!(all_now.len(), 6, "no event twice");
     assert_eq!(
         subjects(&all),
-        ["web", "alloc-1", "alloc-2", "alloc-1", "alloc-2", "deploy-1"]
+        [
+            "web", "alloc-1", "alloc-2", "alloc-1", "alloc-2", "deploy-1"
+        ]
     );
     unique_ids(&all);
     // The reconnect resumed at the last index read, with its two events skipped.

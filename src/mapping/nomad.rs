@@ -29,10 +29,7 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
     let (event, ordinal, origin) = match doc {
         Value::Object(mut o) if o.get("event").is_some_and(Value::is_object) => {
             let ordinal = o.get("ordinal").and_then(Value::as_u64).unwrap_or(0);
-            let origin = o
-                .get("origin")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
+            let origin = o.get("origin").and_then(Value::as_str).map(str::to_owned);
             (o.remove("event").expect("checked"), ordinal, origin)
         }
         other => (other, 0, None),
@@ -45,7 +42,10 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
     let Some(index) = event.get("Index").and_then(Value::as_u64) else {
         return Err(MapError::new(None, "not a Nomad event (no Index)"));
     };
-    let id = derive_id("nomad", format!("{topic}/{ty}/{key}/{index}/{ordinal}").as_bytes());
+    let id = derive_id(
+        "nomad",
+        format!("{topic}/{ty}/{key}/{index}/{ordinal}").as_bytes(),
+    );
     let source = match (metadata.get("cluster").and_then(Value::as_str), &origin) {
         (Some(cluster), _) if !cluster.is_empty() => format!("nomad://{cluster}"),
         (_, Some(origin)) => format!("nomad://{origin}"),
@@ -58,10 +58,7 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
     );
     let subject = (!key.is_empty()).then(|| key.to_owned());
     let time = payload_time(&event);
-    let mut builder = EventBuilderV10::new()
-        .id(id.clone())
-        .ty(ty)
-        .source(source);
+    let mut builder = EventBuilderV10::new().id(id.clone()).ty(ty).source(source);
     if let Some(subject) = subject {
         builder = builder.subject(subject);
     }
@@ -114,8 +111,10 @@ mod tests {
     }
 
     fn record(event: &Value, ordinal: u64) -> Vec<u8> {
-        serde_json::to_vec(&json!({"origin": "nomad.example:4646", "ordinal": ordinal, "event": event}))
-            .unwrap()
+        serde_json::to_vec(
+            &json!({"origin": "nomad.example:4646", "ordinal": ordinal, "event": event}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -169,8 +168,17 @@ mod tests {
 
     #[test]
     fn not_a_nomad_event() {
-        for bad in [&b"{\"Topic\": \"Job\"}"[..], b"[1]", b"{\"Topic\":\"Job\",\"Type\":\"JobRegistered\"}", b"nope"] {
-            assert!(map(bad, &Map::new()).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"{\"Topic\": \"Job\"}"[..],
+            b"[1]",
+            b"{\"Topic\":\"Job\",\"Type\":\"JobRegistered\"}",
+            b"nope",
+        ] {
+            assert!(
+                map(bad, &Map::new()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -154,7 +154,13 @@ impl Nomad {
 
     /// The oldest index still buffered.
     pub fn oldest(&self) -> Option<u64> {
-        self.shared.broker.lock().unwrap().frames.front().map(|f| f.0)
+        self.shared
+            .broker
+            .lock()
+            .unwrap()
+            .frames
+            .front()
+            .map(|f| f.0)
     }
 }
 

@@ -133,7 +133,11 @@ pub struct NomadSpec {
 }
 
 impl NomadSourceConfig {
-    pub fn compile(&self, at: serde_saphyr::Location, diags: &mut Diagnostics) -> Option<NomadSpec> {
+    pub fn compile(
+        &self,
+        at: serde_saphyr::Location,
+        diags: &mut Diagnostics,
+    ) -> Option<NomadSpec> {
         let place = "source.nomad";
         let address = check_url(&self.address, &format!("{place}.address"), diags);
         let origin = address.as_deref().and_then(|a| {
@@ -169,7 +173,11 @@ impl NomadSourceConfig {
                 let v = expanded(t, &format!("{place}.token"), diags);
                 match v {
                     // The message never repeats the value.
-                    Some(v) if v.is_empty() || http::HeaderValue::from_str(&v).is_err() || v.trim() != v => {
+                    Some(v)
+                        if v.is_empty()
+                            || http::HeaderValue::from_str(&v).is_err()
+                            || v.trim() != v =>
+                    {
                         diags.error(
                             Some(t.referenced),
                             format!("{place}.token: not usable as an X-Nomad-Token header (empty, or whitespace or control characters)"),
