@@ -114,7 +114,7 @@ fn client(spec: &NomadSpec) -> Result<reqwest::Client, String> {
         warn!(origin = %spec.origin, "source.nomad: TLS certificate verification is OFF (insecureSkipVerify); use only for testing");
         builder = builder.danger_accept_invalid_certs(true);
     }
-    builder.build().map_err(|e| describe(e))
+    builder.build().map_err(describe)
 }
 
 /// The request URL (it holds no secret: the token goes in a header).
