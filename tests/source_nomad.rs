@@ -4,7 +4,8 @@
 //! `data.Type`, Nomad's topic and namespace filters, heartbeats ignored,
 //! exact resumption after SIGKILL (inside a multi-event index), a dropped
 //! connection resumed with nothing lost, a resume index fallen out of the
-//! buffer reported as a gap, and a wrong token refused and retried.
+//! buffer reported as a gap, a wrong token refused and retried, and TLS
+//! (verification on by default, a CA file and a client certificate).
 
 mod support;
 
@@ -20,6 +21,7 @@ use support::http::{self, Reply};
 use support::metrics::scrape;
 use support::nomad::{Nomad, Options, fixture};
 use support::process::Process;
+use support::tls::{ClientAuth, Pki};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -421,4 +423,45 @@ async fn a_wrong_token_is_refused_and_retried_with_backoff() {
     // The right token reads.
     let process = Process::run(&config, &[("NOMAD_TOKEN", "the-right-token")]);
     wait_lines(&out, 1, &process).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verifies_the_server_by_default_and_presents_a_client_certificate() {
+    let pki = Pki::new();
+    let (nomad, server) = Nomad::start_tls(Options::default(), &pki, ClientAuth::Required).await;
+    nomad.publish(vec![fixture("JobRegistered", "web")]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let rest = format!(
+        "route: {{match: [{{receiver: out}}]}}\n\
+         receivers: [{{name: out, file: {{path: {}}}}}]\n",
+        out.display()
+    );
+
+    // The test CA is not trusted: no handshake, retried, nothing read.
+    let config = write_config(dir.path(), &nomad, "", &rest);
+    let mut process = Process::run(&config, &[]);
+    process
+        .wait_for_n("Nomad's event stream interrupted", 2, WAIT)
+        .await;
+    assert_eq!(server.handshakes(), 0);
+    assert!(!server.handshake_failures().is_empty());
+    assert!(lines(&out).is_empty());
+    process.terminate();
+
+    let config = write_config(
+        dir.path(),
+        &nomad,
+        &format!(
+            ", tls: {{caFile: {}, certFile: {}, keyFile: {}}}",
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+        &rest,
+    );
+    let process = Process::run(&config, &[]);
+    let got = wait_lines(&out, 1, &process).await;
+    assert_eq!(subjects(&got), ["web"]);
+    assert!(nomad.url().starts_with("https://"));
 }

@@ -1,7 +1,9 @@
 //! The `nomad` profile: one event of Nomad's event stream → a CloudEvent.
 //!
-//! - `id`: derived from `Topic/Type/Key/Index/ordinal` (the event's place
-//!   within its index), so a replayed event keeps its id.
+//! - `id`: derived from `Topic/Type/Key/Index/ordinal`, where `ordinal`
+//!   counts the events before it in its index with the same Topic, Type and
+//!   Key (almost always 0), so a replayed event keeps its id whatever the
+//!   source's filter.
 //! - `type`: `io.hashicorp.nomad.<topic>.<type>`, lower case
 //!   (`io.hashicorp.nomad.allocation.allocationupdated`).
 //! - `source`: `nomad://<metadata.cluster>`, else `nomad://<host:port>` of

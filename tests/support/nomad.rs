@@ -78,11 +78,41 @@ struct Shared {
 
 pub struct Nomad {
     pub addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
 }
 
 impl Nomad {
+    /// Serves plain HTTP on 127.0.0.1:0.
     pub async fn start(options: Options) -> Self {
+        let (shared, app) = Self::app(options);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            addr,
+            scheme: "http",
+            shared,
+        }
+    }
+
+    /// Serves HTTPS with `pki`'s server certificate.
+    pub async fn start_tls(
+        options: Options,
+        pki: &super::tls::Pki,
+        client_auth: super::tls::ClientAuth,
+    ) -> (Self, super::tls::TlsServer) {
+        let (shared, app) = Self::app(options);
+        let server = super::tls::serve(pki, app, client_auth).await;
+        let nomad = Self {
+            addr: server.addr,
+            scheme: "https",
+            shared,
+        };
+        (nomad, server)
+    }
+
+    fn app(options: Options) -> (Arc<Shared>, axum::Router) {
         let shared = Arc::new(Shared {
             options,
             broker: Mutex::new(Broker {
@@ -96,14 +126,11 @@ impl Nomad {
         let app = axum::Router::new()
             .route("/v1/event/stream", axum::routing::get(stream))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, shared }
+        (shared, app)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Publishes `events` at the next index (Raft indexes are not
@@ -280,6 +307,10 @@ async fn feed(shared: Arc<Shared>, r: Request, tx: mpsc::Sender<Bytes>) {
     let mut ticker = tokio::time::interval(shared.options.heartbeat);
     ticker.tick().await;
     loop {
+        // A cut connection sends nothing more, even if events came meanwhile.
+        if generation.has_changed().unwrap_or(true) {
+            return;
+        }
         let frames: Vec<(u64, Vec<Value>)> = {
             let b = shared.broker.lock().unwrap();
             let from = match next {
@@ -317,6 +348,7 @@ async fn feed(shared: Arc<Shared>, r: Request, tx: mpsc::Sender<Bytes>) {
             }
         }
         tokio::select! {
+            biased;
             _ = generation.changed() => return,
             _ = published.changed() => {}
             _ = ticker.tick() => {

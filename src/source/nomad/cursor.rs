@@ -42,19 +42,26 @@ pub struct Gap {
 }
 
 /// What to do with one frame of `len` events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Plan {
     /// Its first `skip` events were taken before.
     pub skip: usize,
     pub gap: Option<Gap>,
+    /// A frame below the position that is not the first of its connection
+    /// (skipped): a lagging server catching up, or Nomad's indexes went
+    /// back (a new cluster at the same address) — worth a warning.
+    pub stale: bool,
 }
 
 /// The reader's state across connections.
 #[derive(Debug, Clone)]
 pub struct Resume {
     last: Option<Cursor>,
-    /// No frame seen yet on this connection (the gap check is pending).
+    /// No frame at or past the position yet on this connection (the gap
+    /// check is pending).
     awaiting_first: bool,
+    /// Some frame seen on this connection.
+    seen_any: bool,
 }
 
 impl Resume {
@@ -64,6 +71,7 @@ impl Resume {
         Self {
             last,
             awaiting_first: last.is_some(),
+            seen_any: false,
         }
     }
 
@@ -81,33 +89,41 @@ impl Resume {
     /// A new connection starts: check its first frame again.
     pub fn connecting(&mut self) {
         self.awaiting_first = self.last.is_some();
+        self.seen_any = false;
     }
 
     /// Decides about a frame (not a heartbeat) at `index` with `len` events.
     pub fn frame(&mut self, index: u64, len: usize) -> Plan {
         let Some(last) = self.last else {
             self.awaiting_first = false;
-            return Plan { skip: 0, gap: None };
+            return Plan::default();
         };
         if index < last.index {
-            // Nomad sends its newest frame when the requested index is past
-            // it (a restarted server's empty buffer): taken long ago.
+            // Nomad sends its newest frame first when the requested index is
+            // past it (a server whose buffer lags behind): taken long ago.
+            // The gap check waits for a frame at or past the position.
+            let first_of_connection = !std::mem::replace(&mut self.seen_any, true);
             return Plan {
                 skip: len,
                 gap: None,
+                stale: !first_of_connection,
             };
         }
+        self.seen_any = true;
         let first = std::mem::replace(&mut self.awaiting_first, false);
         if index == last.index {
             let skip = usize::try_from(last.events).unwrap_or(usize::MAX).min(len);
-            return Plan { skip, gap: None };
+            return Plan {
+                skip,
+                ..Plan::default()
+            };
         }
         Plan {
-            skip: 0,
             gap: first.then_some(Gap {
                 after: last,
                 first_index: index,
             }),
+            ..Plan::default()
         }
     }
 
@@ -125,11 +141,18 @@ mod tests {
         Cursor { index, events }
     }
 
+    fn skip(n: usize) -> Plan {
+        Plan {
+            skip: n,
+            ..Plan::default()
+        }
+    }
+
     #[test]
     fn first_start_takes_everything_from_the_oldest_event() {
         let mut r = Resume::new(None);
         assert_eq!(r.request_index(), 0);
-        assert_eq!(r.frame(40, 3), Plan { skip: 0, gap: None });
+        assert_eq!(r.frame(40, 3), Plan::default());
     }
 
     #[test]
@@ -137,17 +160,17 @@ mod tests {
         let mut r = Resume::new(Some(c(12, 2)));
         assert_eq!(r.request_index(), 12);
         // Nomad sends index 12 again: its first two events were finished.
-        assert_eq!(r.frame(12, 5), Plan { skip: 2, gap: None });
+        assert_eq!(r.frame(12, 5), skip(2));
         r.taken(12, 3);
         r.taken(12, 5);
-        assert_eq!(r.frame(13, 1), Plan { skip: 0, gap: None });
+        assert_eq!(r.frame(13, 1), Plan::default());
     }
 
     #[test]
     fn resume_after_a_whole_index_skips_all_of_it() {
         let mut r = Resume::new(Some(c(12, 5)));
-        assert_eq!(r.frame(12, 5), Plan { skip: 5, gap: None });
-        assert_eq!(r.frame(14, 2), Plan { skip: 0, gap: None });
+        assert_eq!(r.frame(12, 5), skip(5));
+        assert_eq!(r.frame(14, 2), Plan::default());
     }
 
     #[test]
@@ -157,11 +180,11 @@ mod tests {
         assert_eq!(
             plan,
             Plan {
-                skip: 0,
                 gap: Some(Gap {
                     after: c(12, 1),
                     first_index: 30
-                })
+                }),
+                ..Plan::default()
             }
         );
         // Reported once per connection.
@@ -176,7 +199,7 @@ mod tests {
         r.taken(5, 1);
         r.connecting();
         assert_eq!(r.request_index(), 5);
-        assert_eq!(r.frame(5, 1), Plan { skip: 1, gap: None });
+        assert_eq!(r.frame(5, 1), skip(1));
         r.connecting();
         assert!(r.frame(9, 1).gap.is_some());
     }
@@ -184,14 +207,33 @@ mod tests {
     #[test]
     fn older_frames_are_skipped_and_do_not_settle_the_gap_check() {
         let mut r = Resume::new(Some(c(20, 1)));
-        assert_eq!(r.frame(17, 4), Plan { skip: 4, gap: None });
+        // Nomad's newest frame, resent first: expected, quietly skipped.
+        assert_eq!(r.frame(17, 4), skip(4));
+        // Another frame below the position is worth a warning.
+        assert_eq!(
+            r.frame(18, 1),
+            Plan {
+                skip: 1,
+                stale: true,
+                ..Plan::default()
+            }
+        );
         assert!(r.frame(25, 1).gap.is_some());
+    }
+
+    #[test]
+    fn a_lagging_server_catching_up_to_the_position_is_no_gap() {
+        let mut r = Resume::new(Some(c(20, 1)));
+        assert_eq!(r.frame(17, 1), skip(1));
+        assert!(r.frame(19, 1).stale);
+        assert_eq!(r.frame(20, 3), skip(1));
+        assert_eq!(r.frame(22, 1), Plan::default());
     }
 
     #[test]
     fn a_resume_frame_with_fewer_events_than_taken_is_skipped_whole() {
         let mut r = Resume::new(Some(c(8, 4)));
-        assert_eq!(r.frame(8, 2), Plan { skip: 2, gap: None });
+        assert_eq!(r.frame(8, 2), skip(2));
     }
 
     #[test]

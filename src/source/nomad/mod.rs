@@ -6,8 +6,9 @@
 //! - `stream.rs`: the HTTP stream, ndjson frames, reconnects.
 //!
 //! Each event becomes one record: `{"origin", "ordinal", "event"}`, the
-//! Nomad event with its place within its index, which the `nomad` mapping
-//! profile turns into a CloudEvent.
+//! Nomad event with its occurrence among the events of its index with the
+//! same Topic, Type and Key, which the `nomad` mapping profile turns into a
+//! CloudEvent.
 
 mod config;
 mod cursor;

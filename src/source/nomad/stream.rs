@@ -231,12 +231,24 @@ async fn frame(
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };
+    let before = resume.last();
     let plan = resume.frame(index, events.len());
     if let Some(gap) = plan.gap {
         report_gap(spec, ctx, gap);
     }
-    for (ordinal, event) in events.into_iter().enumerate().skip(plan.skip) {
-        let n = ordinal as u64 + 1;
+    if plan.stale
+        && let Some(at) = before
+    {
+        warn!(
+            origin = %spec.origin,
+            index,
+            position_index = at.index,
+            "Nomad sent an index below the saved position and it was skipped: a lagging server catching up, or Nomad's indexes went back (a new cluster at this address: remove the position file to read it)"
+        );
+    }
+    let ordinals = occurrences(&events);
+    for (i, (event, ordinal)) in events.into_iter().zip(ordinals).enumerate().skip(plan.skip) {
+        let n = i as u64 + 1;
         let line = serde_json::to_vec(&serde_json::json!({
             "origin": spec.origin,
             "ordinal": ordinal,
@@ -254,6 +266,27 @@ async fn frame(
         resume.taken(index, n);
     }
     None
+}
+
+/// For each event, how many events before it in its frame share its Topic,
+/// Type and Key (almost always 0). Unlike its place in the frame, this does
+/// not depend on the topic and namespace filter — events of one object pass
+/// or fail it together — so the id derived from it is the same whatever a
+/// source subscribes to.
+fn occurrences(events: &[Value]) -> Vec<u64> {
+    let mut seen: std::collections::HashMap<(&str, &str, &str), u64> = Default::default();
+    events
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
+            let n = seen
+                .entry((text("Topic"), text("Type"), text("Key")))
+                .or_default();
+            let ordinal = *n;
+            *n += 1;
+            ordinal
+        })
+        .collect()
 }
 
 async fn send(ctx: &SourceContext, record: Record) -> Option<Stop> {
@@ -275,4 +308,24 @@ fn report_gap(spec: &NomadSpec, ctx: &SourceContext, gap: Gap) {
         gap.after.events,
         gap.first_index - 1,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn ordinals_count_events_of_one_object_within_a_frame() {
+        let e = |topic: &str, ty: &str, key: &str| json!({"Topic": topic, "Type": ty, "Key": key});
+        let events = [
+            e("Allocation", "AllocationUpdated", "a1"),
+            e("Allocation", "AllocationUpdated", "a2"),
+            e("Allocation", "AllocationUpdated", "a1"),
+            e("Job", "JobRegistered", "a1"),
+            e("Allocation", "AllocationUpdated", "a1"),
+        ];
+        assert_eq!(occurrences(&events), [0, 0, 1, 0, 2]);
+    }
 }
