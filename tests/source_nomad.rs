@@ -465,3 +465,43 @@ async fn tls_verifies_the_server_by_default_and_presents_a_client_certificate() 
     assert_eq!(subjects(&got), ["web"]);
     assert!(nomad.url().starts_with("https://"));
 }
+
+/// A new cluster at the same address (a restarted `nomad agent -dev`)
+/// starts its indexes again: its frames below the saved position are
+/// skipped, each with a WARN saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_below_the_position_are_skipped_with_a_warning() {
+    let nomad = Nomad::start(Options::default()).await;
+    for n in 1..=3 {
+        nomad.publish(vec![fixture("JobRegistered", &format!("old-{n}"))]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let config = write_config(
+        dir.path(),
+        &nomad,
+        "",
+        &format!(
+            "route: {{match: [{{receiver: out}}]}}\n\
+             receivers: [{{name: out, file: {{path: {}}}}}]\n",
+            out.display()
+        ),
+    );
+    let mut process = Process::run(&config, &[]);
+    wait_lines(&out, 3, &process).await;
+    assert!(process.terminate().success());
+
+    nomad.reset();
+    nomad.publish(vec![fixture("JobRegistered", "new-1")]);
+    let process = Process::run(&config, &[]);
+    process
+        .wait_for("Nomad sent an index below the position", WAIT)
+        .await;
+    assert!(process.log().contains("remove the position file"));
+    // Past the old position, the new cluster's events are read.
+    for n in 2..=4 {
+        nomad.publish(vec![fixture("JobRegistered", &format!("new-{n}"))]);
+    }
+    let got = wait_lines(&out, 4, &process).await;
+    assert_eq!(subjects(&got), ["old-1", "old-2", "old-3", "new-4"]);
+}

@@ -179,6 +179,14 @@ impl Nomad {
             .collect()
     }
 
+    /// Forgets everything, indexes included: a new cluster at the same
+    /// address (a restarted `nomad agent -dev`).
+    pub fn reset(&self) {
+        let mut b = self.shared.broker.lock().unwrap();
+        b.frames.clear();
+        b.last_index = 0;
+    }
+
     /// The oldest index still buffered.
     pub fn oldest(&self) -> Option<u64> {
         self.shared

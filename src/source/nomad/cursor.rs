@@ -47,9 +47,9 @@ pub struct Plan {
     /// Its first `skip` events were taken before.
     pub skip: usize,
     pub gap: Option<Gap>,
-    /// A frame below the position that is not the first of its connection
-    /// (skipped): a lagging server catching up, or Nomad's indexes went
-    /// back (a new cluster at the same address) — worth a warning.
+    /// A frame below the position (skipped): a server whose buffer lags
+    /// behind the position (catching up, restarted), or Nomad's indexes
+    /// went back (a new cluster at the same address) — worth a warning.
     pub stale: bool,
 }
 
@@ -60,8 +60,6 @@ pub struct Resume {
     /// No frame at or past the position yet on this connection (the gap
     /// check is pending).
     awaiting_first: bool,
-    /// Some frame seen on this connection.
-    seen_any: bool,
 }
 
 impl Resume {
@@ -71,7 +69,6 @@ impl Resume {
         Self {
             last,
             awaiting_first: last.is_some(),
-            seen_any: false,
         }
     }
 
@@ -89,7 +86,6 @@ impl Resume {
     /// A new connection starts: check its first frame again.
     pub fn connecting(&mut self) {
         self.awaiting_first = self.last.is_some();
-        self.seen_any = false;
     }
 
     /// Decides about a frame (not a heartbeat) at `index` with `len` events.
@@ -100,16 +96,15 @@ impl Resume {
         };
         if index < last.index {
             // Nomad sends its newest frame first when the requested index is
-            // past it (a server whose buffer lags behind): taken long ago.
-            // The gap check waits for a frame at or past the position.
-            let first_of_connection = !std::mem::replace(&mut self.seen_any, true);
+            // past it (a server whose buffer lags behind), then catches up:
+            // taken long ago. The gap check waits for a frame at or past
+            // the position.
             return Plan {
                 skip: len,
                 gap: None,
-                stale: !first_of_connection,
+                stale: true,
             };
         }
-        self.seen_any = true;
         let first = std::mem::replace(&mut self.awaiting_first, false);
         if index == last.index {
             let skip = usize::try_from(last.events).unwrap_or(usize::MAX).min(len);
@@ -204,28 +199,27 @@ mod tests {
         assert!(r.frame(9, 1).gap.is_some());
     }
 
+    fn stale(n: usize) -> Plan {
+        Plan {
+            skip: n,
+            stale: true,
+            ..Plan::default()
+        }
+    }
+
     #[test]
     fn older_frames_are_skipped_and_do_not_settle_the_gap_check() {
         let mut r = Resume::new(Some(c(20, 1)));
-        // Nomad's newest frame, resent first: expected, quietly skipped.
-        assert_eq!(r.frame(17, 4), skip(4));
-        // Another frame below the position is worth a warning.
-        assert_eq!(
-            r.frame(18, 1),
-            Plan {
-                skip: 1,
-                stale: true,
-                ..Plan::default()
-            }
-        );
+        assert_eq!(r.frame(17, 4), stale(4));
+        assert_eq!(r.frame(18, 1), stale(1));
         assert!(r.frame(25, 1).gap.is_some());
     }
 
     #[test]
     fn a_lagging_server_catching_up_to_the_position_is_no_gap() {
         let mut r = Resume::new(Some(c(20, 1)));
-        assert_eq!(r.frame(17, 1), skip(1));
-        assert!(r.frame(19, 1).stale);
+        assert_eq!(r.frame(17, 1), stale(1));
+        assert_eq!(r.frame(19, 1), stale(1));
         assert_eq!(r.frame(20, 3), skip(1));
         assert_eq!(r.frame(22, 1), Plan::default());
     }

@@ -243,7 +243,7 @@ async fn frame(
             origin = %spec.origin,
             index,
             position_index = at.index,
-            "Nomad sent an index below the saved position and it was skipped: a lagging server catching up, or Nomad's indexes went back (a new cluster at this address: remove the position file to read it)"
+            "Nomad sent an index below the position, skipped as read before: a server lagging behind (catching up, restarted), or Nomad's indexes went back (a new cluster at this address: remove the position file to read it)"
         );
     }
     let ordinals = occurrences(&events);
