@@ -9,10 +9,10 @@
 //!   column, and validation that compiles the runtime pieces.
 //! - [`event`]: the CloudEvent model (the official SDK) and field paths.
 //! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`,
-//!   `kubernetes-event`).
+//!   `kubernetes-event`, `nomad`).
 //! - [`route`]: the compiled route tree and its patterns.
 //! - [`source`]: where records come from (`file`, `stdin`, `mongodb`, `nats`,
-//!   `kubernetes`), with positions.
+//!   `kubernetes`, `nomad`), with positions.
 //! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `wasm`) and
 //!   the delivery result.
 //! - [`plugin`]: WebAssembly plugins on wasmtime: engine, code cache,

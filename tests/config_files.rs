@@ -64,6 +64,8 @@ fn good_configs_validate() {
         ("OPSGENIE_API_KEY", "key"),
         ("PD_ROUTING_KEY", "key"),
         ("COLLECTOR_URL", "https://collector.example.org/events"),
+        ("NOMAD_ADDR", "https://nomad.example:4646"),
+        ("NOMAD_TOKEN", "token"),
     ] {
         // SAFETY: as above.
         unsafe { std::env::set_var(name, value) };

@@ -1,6 +1,8 @@
 //! docs/migrating.md, "From kubernetes-event-exporter": the translated config
 //! in tests/testdata/k8s-event-exporter/ validates, and routes real
-//! Kubernetes Event objects the way the guide says.
+//! Kubernetes Event objects the way the guide says. "From
+//! nomad-events-sink": the same for tests/testdata/nomad-events-sink/ and
+//! Nomad events.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -15,6 +17,9 @@ fn switchyard(args: &[&str]) -> Output {
         .args(args)
         // The webhook's header reads it (a stand-in, not a real token).
         .env("ALERT_TOKEN", "stand-in-token")
+        // The nomad-events-sink translation reads them as that tool did.
+        .env("NOMAD_ADDR", "https://nomad.example:4646")
+        .env("NOMAD_TOKEN", "stand-in-nomad-token")
         .output()
         .expect("run switchyard")
 }
@@ -68,4 +73,51 @@ fn translated_routes_send_events_where_the_guide_says() {
         );
         assert!(g["id"].is_string(), "{g}");
     }
+}
+
+const NOMAD_DIR: &str = "tests/testdata/nomad-events-sink";
+
+#[test]
+fn translated_nomad_events_sink_config_validates() {
+    let config = format!("{NOMAD_DIR}/switchyard.yaml");
+    let out = switchyard(&["validate", "-c", &config]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}
+
+/// Every Nomad event (as `source.nomad` hands it over, or bare) is mapped by
+/// the `nomad` profile (the default for `source.nomad`) and reaches the
+/// receiver that replaces `[sinks.http]`; the two allocation events of one
+/// index get different ids.
+#[test]
+fn translated_nomad_events_sink_config_sends_every_event() {
+    let config = format!("{NOMAD_DIR}/switchyard.yaml");
+    let events = format!("{NOMAD_DIR}/events.jsonl");
+    let out = switchyard(&["route", "test", "-c", &config, &events]);
+    assert!(out.status.success(), "{}", text(&out));
+    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("route test prints JSON lines"))
+        .collect();
+    let expected: Vec<Value> = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(NOMAD_DIR)
+            .join("events.expected"),
+    )
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    assert_eq!(got.len(), expected.len(), "{}", text(&out));
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            g["receivers"],
+            e["receivers"],
+            "event {} of events.jsonl",
+            i + 1
+        );
+    }
+    let ids: std::collections::BTreeSet<&str> =
+        got.iter().map(|g| g["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), got.len(), "{}", text(&out));
 }

@@ -89,6 +89,9 @@ pub struct SourceConfig {
     /// Kubernetes Events or HealthEventResources, listed then watched.
     #[serde(default)]
     pub kubernetes: Option<crate::source::kubernetes::KubernetesSourceConfig>,
+    /// HashiCorp Nomad's event stream (jobs, allocations, deployments, nodes …).
+    #[serde(default)]
+    pub nomad: Option<crate::source::nomad::NomadSourceConfig>,
 }
 
 /// `source.file`.
@@ -133,9 +136,10 @@ pub struct StdinSourceConfig {
 pub struct MappingConfig {
     /// `nvsentinel` (NVSentinel HealthEvents documents), `raw` (any JSON
     /// document becomes `data`), `cloudevents` (each line is a structured
-    /// CloudEvent already) or `kubernetes-event` (a Kubernetes Event object).
-    /// Default `cloudevents` for `source.nats`, `kubernetes-event` for
-    /// `source.kubernetes` with `kind: events`, else `nvsentinel`.
+    /// CloudEvent already), `kubernetes-event` (a Kubernetes Event object) or
+    /// `nomad` (Nomad events; `data` is the event). Default `cloudevents`
+    /// for `source.nats`, `kubernetes-event` for `source.kubernetes` with
+    /// `kind: events`, `nomad` for `source.nomad`, else `nvsentinel`.
     #[serde(default)]
     pub profile: Option<Profile>,
     /// Overrides the CloudEvent `type`. A template: `{{metadata.KEY}}`,
@@ -160,6 +164,7 @@ pub enum Profile {
     /// A Kubernetes Event object (`source.kubernetes` with `kind: events`).
     #[serde(rename = "kubernetes-event", alias = "kubernetesEvent")]
     KubernetesEvent,
+    Nomad,
 }
 
 /// A node of the route tree.

@@ -50,6 +50,7 @@ pub enum SourceSpec {
     Mongodb(Box<crate::source::mongodb::MongoSpec>),
     Nats(Box<crate::source::nats::NatsSourceSpec>),
     Kubernetes(Box<crate::source::kubernetes::KubernetesSpec>),
+    Nomad(Box<crate::source::nomad::NomadSpec>),
 }
 
 /// A receiver with every value resolved.
@@ -291,6 +292,7 @@ fn default_profile(source: &SourceConfig) -> Profile {
             kubernetes: Some(k),
             ..
         } if k.kind.value == "events" => Profile::KubernetesEvent,
+        SourceConfig { nomad: Some(_), .. } => Profile::Nomad,
         _ => Profile::Nvsentinel,
     }
 }
@@ -302,6 +304,7 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         config.value.mongodb.is_some(),
         config.value.nats.is_some(),
         config.value.kubernetes.is_some(),
+        config.value.nomad.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.error(
@@ -337,6 +340,9 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         } => k
             .compile(diags)
             .map(|k| SourceSpec::Kubernetes(Box::new(k))),
+        SourceConfig { nomad: Some(n), .. } => n
+            .compile(config.referenced, diags)
+            .map(|n| SourceSpec::Nomad(Box::new(n))),
         SourceConfig { .. } => None,
     }
 }

@@ -3,6 +3,7 @@
 
 mod extjson;
 pub(crate) mod kubernetes;
+mod nomad;
 mod nvsentinel;
 mod raw;
 mod template;
@@ -75,6 +76,7 @@ impl Mapper {
             Profile::KubernetesEvent => kubernetes::map(record, &self.metadata)?,
             Profile::Cloudevents => serde_json::from_slice::<Event>(record)
                 .map_err(|e| MapError::new(None, format!("not a structured CloudEvent: {e}")))?,
+            Profile::Nomad => nomad::map(record, &self.metadata)?,
         };
         self.apply_overrides(&mut event)?;
         Ok(event)

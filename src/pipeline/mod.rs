@@ -207,6 +207,7 @@ async fn run_loaded(
         backfilled = Stats::get(&source_stats.backfilled),
         tokens_lost = Stats::get(&source_stats.tokens_lost),
         reconnects = Stats::get(&source_stats.reconnects),
+        gaps = Stats::get(&source_stats.gaps),
         "pipeline stopped"
     );
     if source_task.is_finished() {

@@ -7,6 +7,7 @@ pub mod kubernetes;
 mod lines;
 pub mod mongodb;
 pub mod nats;
+pub mod nomad;
 mod stdin;
 
 use std::sync::Arc;
@@ -92,6 +93,9 @@ pub struct SourceStats {
     pub tokens_lost: AtomicU64,
     /// Reconnects after transient errors.
     pub reconnects: AtomicU64,
+    /// Times the source resumed past events it could no longer read (a
+    /// Nomad index fallen out of the broker's buffer): events may be lost.
+    pub gaps: AtomicU64,
     /// Whether the source is reading now (file open, change stream open).
     pub connected: std::sync::atomic::AtomicBool,
     /// Whether a backfill is running now.
@@ -107,9 +111,8 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
-    /// The source cannot start (its settings or its position are unusable).
-    #[error("{0}")]
-    Failed(String),
+    #[error("{what}: {reason}")]
+    Setup { what: &'static str, reason: String },
 }
 
 /// What a running source is given.
@@ -156,6 +159,9 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         SourceSpec::Kubernetes(spec) => {
             Box::new(kubernetes::KubernetesSource::new((**spec).clone()))
         }
+        SourceSpec::Nomad(spec) => Box::new(nomad::NomadSource {
+            spec: (**spec).clone(),
+        }),
     }
 }
 

@@ -173,6 +173,11 @@ fn pipeline(e: &mut DescriptorEncoder, live: &Live) -> Result {
             "Source reconnects after transient errors.",
             &s.source.reconnects,
         ),
+        (
+            "switchyard_source_gaps",
+            "Times the source resumed past events it could no longer read (events may be lost).",
+            &s.source.gaps,
+        ),
     ] {
         counter(e, name, help, load(v))?;
     }

@@ -6,6 +6,7 @@ pub mod http;
 pub mod kube;
 pub mod metrics;
 pub mod mongo;
+pub mod nomad;
 pub mod pipeline;
 pub mod process;
 pub mod tls;

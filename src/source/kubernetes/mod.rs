@@ -118,9 +118,13 @@ impl Source for KubernetesSource {
 
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), SourceError>> {
         Box::pin(async move {
-            let state = State::from_json(ctx.start.as_ref()).map_err(SourceError::Failed)?;
+            let failed = |reason| SourceError::Setup {
+                what: "source.kubernetes",
+                reason,
+            };
+            let state = State::from_json(ctx.start.as_ref()).map_err(failed)?;
             *self.journal.lock().expect("journal lock") = Journal::new(state.clone());
-            let client = self.client().await.map_err(SourceError::Failed)?;
+            let client = self.client().await.map_err(failed)?;
             let resource = self.resource();
             let enricher = (self.spec.kind == WatchedKind::Events
                 && self.spec.involved_object_metadata)
