@@ -100,8 +100,11 @@ async fn list_case() -> f64 {
 async fn watch_case() -> f64 {
     let server = kube::ApiServer::start(TOKEN, None).await;
     for p in 0..PODS {
-        server.create("pods", json!({"metadata": {"name": format!("web-{p}"), "namespace": "shop",
-            "labels": {"app": "web", "shard": p.to_string()}}}));
+        server.create(
+            "pods",
+            json!({"metadata": {"name": format!("web-{p}"), "namespace": "shop",
+            "labels": {"app": "web", "shard": p.to_string()}}}),
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn(dir.path(), &server, true);
@@ -130,7 +133,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let runs: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(3);
     let mut cases: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     if cases.is_empty() {
@@ -147,6 +153,9 @@ async fn main() {
             println!("{case} run {run}: {rate:.0} events/s");
             rates.push(rate);
         }
-        println!("{case}: median {:.0} events/s over {runs} runs", median(rates));
+        println!(
+            "{case}: median {:.0} events/s over {runs} runs",
+            median(rates)
+        );
     }
 }

@@ -498,11 +498,22 @@ fn list(
         }
         None => (c.rv, 0),
     };
-    let items: Vec<Value> = c
-        .objects
-        .iter()
-        .filter(|((p, _, _), o)| p == plural && filter.matches(o))
-        .map(|(_, o)| {
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let matching = || {
+        c.objects
+            .iter()
+            .filter(|((p, _, _), o)| p == plural && filter.matches(o))
+            .map(|(_, o)| o)
+    };
+    let total = matching().count();
+    let page: Vec<Value> = matching()
+        .skip(offset)
+        .take(limit)
+        .map(|o| {
             // List items carry no kind/apiVersion, as a real server's.
             let mut o = o.clone();
             if let Some(m) = o.as_object_mut() {
@@ -512,13 +523,8 @@ fn list(
             o
         })
         .collect();
-    let limit = query
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0)
-        .unwrap_or(usize::MAX);
-    let end = offset.saturating_add(limit).min(items.len());
-    let page = items[offset.min(items.len())..end].to_vec();
+    let end = offset.saturating_add(page.len());
+    let items = vec![(); total];
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if end < items.len() {
         metadata["continue"] = format!("{rv}:{end}").into();
