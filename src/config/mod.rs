@@ -86,6 +86,9 @@ pub struct SourceConfig {
     /// A durable JetStream consumer shared by several workers (scale-out).
     #[serde(default)]
     pub nats: Option<crate::source::nats::NatsSourceConfig>,
+    /// CloudEvents pushed over HTTP, journaled before they are accepted.
+    #[serde(default)]
+    pub http: Option<crate::source::http::config::HttpSourceConfig>,
 }
 
 /// `source.file`.
@@ -130,8 +133,8 @@ pub struct StdinSourceConfig {
 pub struct MappingConfig {
     /// `nvsentinel` (NVSentinel HealthEvents documents), `raw` (any JSON
     /// document becomes `data`) or `cloudevents` (each line is a structured
-    /// CloudEvent already). Default `cloudevents` for `source.nats`, else
-    /// `nvsentinel`.
+    /// CloudEvent already). Default `cloudevents` for `source.nats` and
+    /// `source.http`, else `nvsentinel`.
     #[serde(default)]
     pub profile: Option<Profile>,
     /// Overrides the CloudEvent `type`. A template: `{{metadata.KEY}}`,

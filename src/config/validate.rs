@@ -49,6 +49,7 @@ pub enum SourceSpec {
     },
     Mongodb(Box<crate::source::mongodb::MongoSpec>),
     Nats(Box<crate::source::nats::NatsSourceSpec>),
+    Http(Box<crate::source::http::config::HttpSourceSpec>),
 }
 
 /// A receiver with every value resolved.
@@ -234,8 +235,10 @@ fn mapper(
     diags: &mut Diagnostics,
 ) -> Option<Mapper> {
     let m = &config.mapping;
-    // A JetStream stream carries CloudEvents (what the `nats` receiver writes).
-    let profile = m.profile.unwrap_or(if config.source.value.nats.is_some() {
+    // A JetStream stream carries CloudEvents (what the `nats` receiver
+    // writes), and `source.http` receives them.
+    let cloudevents = config.source.value.nats.is_some() || config.source.value.http.is_some();
+    let profile = m.profile.unwrap_or(if cloudevents {
         Profile::Cloudevents
     } else {
         Profile::Nvsentinel
@@ -290,11 +293,12 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         config.value.stdin.is_some(),
         config.value.mongodb.is_some(),
         config.value.nats.is_some(),
+        config.value.http.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.error(
             Some(config.referenced),
-            "source: set exactly one of: file, stdin, mongodb, nats",
+            "source: set exactly one of: file, stdin, mongodb, nats, kubernetes, nomad, http",
         );
         return None;
     }
@@ -319,6 +323,9 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         SourceConfig { nats: Some(n), .. } => {
             n.compile(diags).map(|n| SourceSpec::Nats(Box::new(n)))
         }
+        SourceConfig { http: Some(h), .. } => h
+            .compile(config.referenced, diags)
+            .map(|h| SourceSpec::Http(Box::new(h))),
         SourceConfig { .. } => None,
     }
 }

@@ -3,6 +3,7 @@
 //! every record before it is finished.
 
 mod file;
+pub mod http;
 mod lines;
 pub mod mongodb;
 pub mod nats;
@@ -147,6 +148,7 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         SourceSpec::Nats(spec) => Box::new(nats::NatsSource {
             spec: (**spec).clone(),
         }),
+        SourceSpec::Http(spec) => Box::new(http::HttpSource::new((**spec).clone())),
     }
 }
 
