@@ -63,6 +63,7 @@ fn good_configs_validate() {
         ("TEAMS_WEBHOOK_URL", "https://example.webhook.office.com/x"),
         ("OPSGENIE_API_KEY", "key"),
         ("PD_ROUTING_KEY", "key"),
+        ("HTTP_SOURCE_TOKEN", "token"),
     ] {
         // SAFETY: as above.
         unsafe { std::env::set_var(name, value) };

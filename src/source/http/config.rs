@@ -13,7 +13,7 @@ use crate::sink::http::config::{Secret, TlsConfig, TlsSpec, check_url, expanded,
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpSourceConfig {
-    /// The address to listen on (`host:port`).
+    /// The IP address and port to listen on (`0.0.0.0:8080`, `[::]:8080`).
     #[serde(default = "default_listen")]
     pub listen: Spanned<String>,
     /// The path events are POSTed to; other paths answer 404.
@@ -157,7 +157,7 @@ impl HttpSourceConfig {
                     diags.error(
                         Some(loc(&self.listen)),
                         format!(
-                            "{place}.listen: {l:?} is not an address (host:port, e.g. 0.0.0.0:8080)"
+                            "{place}.listen: {l:?} is not an IP address and port (e.g. 0.0.0.0:8080 or [::]:8080)"
                         ),
                     )
                 })
