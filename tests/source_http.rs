@@ -569,3 +569,45 @@ async fn the_python_sdk_sends_structured_and_binary_events() {
     assert_eq!(bytes["data_base64"], "AAH/");
     assert!(sy.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listener() {
+    let pki = support::tls::Pki::new();
+    let extra = format!(
+        "{}    tls: {{certFile: {}, keyFile: {}}}\n",
+        bearer(),
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
+    let setup = Setup::new(&extra, FILE_RECEIVER);
+    let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/", setup.port);
+    let r = post(
+        &client,
+        &url,
+        "application/cloudevents+json",
+        event("tls-1").to_string(),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let plain = reqwest::Client::new()
+        .post(setup.url())
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/cloudevents+json")
+        .body(event("plain-1").to_string())
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP is not served"
+    );
+    let events = wait_lines(&setup.path("out.jsonl"), 1).await;
+    assert_eq!(events[0]["id"], "tls-1");
+    assert!(sy.terminate().success());
+}

@@ -33,6 +33,19 @@ pub struct HttpSourceConfig {
     /// Who may send. Without it the endpoint is open (a warning at start).
     #[serde(default)]
     pub auth: Option<HttpAuthConfig>,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// `tls: {certFile, keyFile}`: the listener's certificate.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert_file: Spanned<String>,
+    /// PEM private key of `certFile`.
+    pub key_file: Spanned<String>,
 }
 
 /// `auth`: exactly one of `bearerTokens`, `oauth2`.
@@ -115,6 +128,14 @@ pub struct HttpSourceSpec {
     pub max_queued_events: u64,
     pub segment_bytes: u64,
     pub auth: AuthSpec,
+    /// The listener's certificate chain and key (PEM), checked to load.
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Secret,
 }
 
 /// Who may send.
@@ -196,7 +217,12 @@ impl HttpSourceConfig {
             None => Some(AuthSpec::Open),
             Some(a) => a.compile(&format!("{place}.auth"), at, diags),
         };
+        let tls = match &self.tls {
+            Some(t) => Some(t.compile(&format!("{place}.tls"), diags)?),
+            None => None,
+        };
         Some(HttpSourceSpec {
+            tls,
             listen: listen?,
             path: path?,
             max_body_bytes: usize::try_from(self.max_body_bytes.0).unwrap_or(usize::MAX),
@@ -204,6 +230,25 @@ impl HttpSourceConfig {
             segment_bytes: self.segment_bytes.0.max(4096),
             auth: auth?,
         })
+    }
+}
+
+impl ListenerTlsConfig {
+    fn compile(&self, place: &str, diags: &mut Diagnostics) -> Option<ListenerTls> {
+        let cert = read_file(&self.cert_file, &format!("{place}.certFile"), diags);
+        let key = read_file(&self.key_file, &format!("{place}.keyFile"), diags);
+        let tls = ListenerTls {
+            cert_pem: cert?,
+            key_pem: Secret(String::from_utf8_lossy(&key?).into_owned()),
+        };
+        if let Err(e) = super::tls::server_config(&tls) {
+            diags.error(
+                Some(self.cert_file.referenced),
+                format!("{place}.certFile/keyFile: {e}"),
+            );
+            return None;
+        }
+        Some(tls)
     }
 }
 

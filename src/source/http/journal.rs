@@ -55,7 +55,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Opens (or creates) the journal in `dir`.
 pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<Writer> {
-    std::fs::create_dir_all(dir)?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+    }
     let id = journal_id(dir)?;
     let mut segments = BTreeSet::new();
     for entry in std::fs::read_dir(dir)? {

@@ -20,6 +20,7 @@ mod reader;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -179,10 +180,21 @@ impl HttpSource {
             },
         );
         ctx.stats.connected.store(true, Ordering::Relaxed);
-        info!(listen = %listen, path = %spec.path, "source.http accepting CloudEvents");
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
-            .await;
+        let served = match &spec.tls {
+            None => {
+                info!(listen = %listen, path = %spec.path, "source.http accepting CloudEvents");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
+                    .await
+            }
+            Some(t) => {
+                let config = tls::server_config(t)
+                    .map_err(|e| io("TLS certificate for", std::io::Error::other(e)))?;
+                info!(listen = %listen, path = %spec.path, tls = true, "source.http accepting CloudEvents");
+                tls::serve(listener, app, config, ctx.shutdown.clone()).await;
+                Ok(())
+            }
+        };
         ctx.stats.connected.store(false, Ordering::Relaxed);
         // The last requests are journaled before the writer stops.
         let _ = writer_task.await;
