@@ -56,10 +56,25 @@ fn bodies(events: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn lines(path: &std::path::Path) -> usize {
-    std::fs::read(path)
-        .map(|b| b.iter().filter(|c| **c == b'\n').count())
-        .unwrap_or(0)
+/// Counts the lines of a growing file, reading only what was added.
+#[derive(Default)]
+struct LineCounter {
+    read: u64,
+    lines: usize,
+}
+
+impl LineCounter {
+    fn count(&mut self, path: &std::path::Path) -> usize {
+        use std::io::{Read, Seek};
+        if let Ok(mut f) = std::fs::File::open(path) {
+            let mut buf = Vec::new();
+            f.seek(std::io::SeekFrom::Start(self.read)).unwrap();
+            f.read_to_end(&mut buf).unwrap();
+            self.read += buf.len() as u64;
+            self.lines += buf.iter().filter(|c| **c == b'\n').count();
+        }
+        self.lines
+    }
 }
 
 async fn run(events: usize, bodies: &[Vec<u8>]) -> (f64, f64) {
@@ -108,13 +123,14 @@ async fn run(events: usize, bodies: &[Vec<u8>]) -> (f64, f64) {
         s.await.unwrap();
     }
     let accepted = started.elapsed().as_secs_f64();
-    while lines(&out) < events {
+    let mut counter = LineCounter::default();
+    while counter.count(&out) < events {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = started.elapsed().as_secs_f64();
     shutdown.cancel();
     pipeline.await.unwrap().unwrap();
-    assert_eq!(lines(&out), events, "every event delivered once");
+    assert_eq!(counter.count(&out), events, "every event delivered once");
     (events as f64 / accepted, events as f64 / delivered)
 }
 
