@@ -32,10 +32,13 @@ pub enum Denied {
 pub enum Authenticator {
     Open,
     Tokens(Vec<[u8; 32]>),
-    Introspection(Introspector),
+    Introspection(Box<Introspector>),
 }
 
 type TokenDigest = [u8; 32];
+
+/// An introspection answer and until when it may be reused.
+type Cached = (Instant, Result<(), Denied>);
 
 fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
@@ -48,7 +51,9 @@ impl Authenticator {
             AuthSpec::BearerTokens(tokens) => {
                 Self::Tokens(tokens.iter().map(|t| digest(&t.0)).collect())
             }
-            AuthSpec::Introspection(spec) => Self::Introspection(Introspector::new(spec)?),
+            AuthSpec::Introspection(spec) => {
+                Self::Introspection(Box::new(Introspector::new(spec)?))
+            }
         })
     }
 
@@ -90,7 +95,7 @@ const CACHE_ENTRIES: usize = 10_000;
 pub struct Introspector {
     spec: IntrospectionSpec,
     client: reqwest::Client,
-    cache: Mutex<HashMap<TokenDigest, (Instant, Result<(), Denied>)>>,
+    cache: Mutex<HashMap<TokenDigest, Cached>>,
 }
 
 /// The fields of an introspection answer that matter here.
