@@ -330,7 +330,7 @@ fn down_receiver(port: u16) -> String {
 async fn a_full_backlog_answers_503_with_retry_after() {
     let extra = format!("{}    maxQueuedEvents: 20\n", bearer());
     let setup = Setup::new(&extra, &down_receiver(free_port()));
-    let _sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+    let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
     let client = reqwest::Client::new();
     let url = setup.url();
 
@@ -348,6 +348,19 @@ async fn a_full_backlog_answers_503_with_retry_after() {
     .await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
+
+    // A graceful stop with events waiting; after a restart they are still
+    // counted (read back from the journal), so the 21st still waits.
+    assert!(sy.terminate().success());
+    let _sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+    let r = post(
+        &client,
+        &url,
+        "application/cloudevents+json",
+        event("q-20").to_string(),
+    )
+    .await;
+    assert_eq!(r.status(), 503, "the backlog survives a restart");
 }
 
 /// Serves `app` on a given port (the one the receiver config names).
