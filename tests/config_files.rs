@@ -66,6 +66,7 @@ fn good_configs_validate() {
         ("COLLECTOR_URL", "https://collector.example.org/events"),
         ("NOMAD_ADDR", "https://nomad.example:4646"),
         ("NOMAD_TOKEN", "token"),
+        ("HTTP_SOURCE_TOKEN", "token"),
     ] {
         // SAFETY: as above.
         unsafe { std::env::set_var(name, value) };

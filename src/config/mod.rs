@@ -92,6 +92,9 @@ pub struct SourceConfig {
     /// HashiCorp Nomad's event stream (jobs, allocations, deployments, nodes …).
     #[serde(default)]
     pub nomad: Option<crate::source::nomad::NomadSourceConfig>,
+    /// CloudEvents pushed over HTTP, journaled before they are accepted.
+    #[serde(default)]
+    pub http: Option<crate::source::http::config::HttpSourceConfig>,
 }
 
 /// `source.file`.
@@ -138,8 +141,9 @@ pub struct MappingConfig {
     /// document becomes `data`), `cloudevents` (each line is a structured
     /// CloudEvent already), `kubernetes-event` (a Kubernetes Event object) or
     /// `nomad` (Nomad events; `data` is the event). Default `cloudevents`
-    /// for `source.nats`, `kubernetes-event` for `source.kubernetes` with
-    /// `kind: events`, `nomad` for `source.nomad`, else `nvsentinel`.
+    /// for `source.nats` and `source.http`, `kubernetes-event` for
+    /// `source.kubernetes` with `kind: events`, `nomad` for `source.nomad`,
+    /// else `nvsentinel`.
     #[serde(default)]
     pub profile: Option<Profile>,
     /// Overrides the CloudEvent `type`. A template: `{{metadata.KEY}}`,

@@ -51,6 +51,7 @@ pub enum SourceSpec {
     Nats(Box<crate::source::nats::NatsSourceSpec>),
     Kubernetes(Box<crate::source::kubernetes::KubernetesSpec>),
     Nomad(Box<crate::source::nomad::NomadSpec>),
+    Http(Box<crate::source::http::config::HttpSourceSpec>),
 }
 
 /// A receiver with every value resolved.
@@ -286,8 +287,11 @@ fn mapper(
 /// The mapping profile a source's records need when none is set.
 fn default_profile(source: &SourceConfig) -> Profile {
     match source {
-        // A JetStream stream carries CloudEvents (what the `nats` receiver writes).
-        SourceConfig { nats: Some(_), .. } => Profile::Cloudevents,
+        // A JetStream stream carries CloudEvents (what the `nats` receiver
+        // writes); `source.http` receives them.
+        SourceConfig { nats: Some(_), .. } | SourceConfig { http: Some(_), .. } => {
+            Profile::Cloudevents
+        }
         SourceConfig {
             kubernetes: Some(k),
             ..
@@ -305,6 +309,7 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         config.value.nats.is_some(),
         config.value.kubernetes.is_some(),
         config.value.nomad.is_some(),
+        config.value.http.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         diags.error(
@@ -343,6 +348,9 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
         SourceConfig { nomad: Some(n), .. } => n
             .compile(config.referenced, diags)
             .map(|n| SourceSpec::Nomad(Box::new(n))),
+        SourceConfig { http: Some(h), .. } => h
+            .compile(config.referenced, diags)
+            .map(|h| SourceSpec::Http(Box::new(h))),
         SourceConfig { .. } => None,
     }
 }

@@ -3,6 +3,7 @@
 //! every record before it is finished.
 
 mod file;
+pub mod http;
 pub mod kubernetes;
 mod lines;
 pub mod mongodb;
@@ -162,6 +163,7 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         SourceSpec::Nomad(spec) => Box::new(nomad::NomadSource {
             spec: (**spec).clone(),
         }),
+        SourceSpec::Http(spec) => Box::new(http::HttpSource::new((**spec).clone())),
     }
 }
 

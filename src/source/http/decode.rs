@@ -1,0 +1,288 @@
+//! The CloudEvents HTTP protocol binding, receiving side: a request in
+//! structured, binary or batch mode becomes structured-mode JSON lines (one
+//! per event), each checked to be a valid CloudEvent 1.0. A batch is all or
+//! nothing: one bad event rejects the request, naming it.
+
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Why a request holds no acceptable events.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecodeError {
+    /// 400: the request is not valid CloudEvents.
+    #[error("{0}")]
+    Invalid(String),
+    /// 415: a CloudEvents format other than JSON.
+    #[error(
+        "unsupported CloudEvents format {0:?}; send application/cloudevents+json, application/cloudevents-batch+json or binary mode"
+    )]
+    Unsupported(String),
+}
+
+/// The events of a request: JSON lines, each ending with `\n`.
+#[derive(Debug, Default)]
+pub struct Lines {
+    pub bytes: Vec<u8>,
+    pub count: u64,
+}
+
+impl Lines {
+    fn push(&mut self, event: &Value) {
+        serde_json::to_writer(&mut self.bytes, event).expect("JSON value serialises");
+        self.bytes.push(b'\n');
+        self.count += 1;
+    }
+}
+
+fn invalid(message: impl Into<String>) -> DecodeError {
+    DecodeError::Invalid(message.into())
+}
+
+/// Decodes a request by its content type and headers.
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Lines, DecodeError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| invalid("the Content-Type header is not text"))
+        })
+        .transpose()?;
+    let media = content_type
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let mut lines = Lines::default();
+    if media == "application/cloudevents-batch+json" {
+        let events: Vec<Value> = serde_json::from_slice(body)
+            .map_err(|e| invalid(format!("the batch is not a JSON array: {e}")))?;
+        if events.is_empty() {
+            return Err(invalid("the batch holds no events"));
+        }
+        for (i, event) in events.iter().enumerate() {
+            check(event).map_err(|e| invalid(format!("batch event {i} (from 0): {e}")))?;
+        }
+        events.iter().for_each(|e| lines.push(e));
+    } else if media == "application/cloudevents+json" {
+        let event: Value = serde_json::from_slice(body)
+            .map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
+        check(&event).map_err(invalid)?;
+        lines.push(&event);
+    } else if media.starts_with("application/cloudevents") {
+        return Err(DecodeError::Unsupported(media));
+    } else if headers.contains_key("ce-specversion") {
+        let event = binary(headers, content_type, body)?;
+        check(&event).map_err(invalid)?;
+        lines.push(&event);
+    } else {
+        return Err(invalid(
+            "not a CloudEvent: no ce-specversion header (binary mode) and the content type is neither application/cloudevents+json nor application/cloudevents-batch+json",
+        ));
+    }
+    Ok(lines)
+}
+
+/// A structured event from binary mode: `ce-*` headers (percent-decoded)
+/// are the attributes, `Content-Type` the `datacontenttype`, the body the data.
+fn binary(
+    headers: &HeaderMap,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Value, DecodeError> {
+    let mut event = Map::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let text = value
+            .to_str()
+            .ok()
+            .and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok())
+            .ok_or_else(|| invalid(format!("header ce-{attribute}: not UTF-8 text")))?;
+        if event
+            .insert(attribute.to_owned(), Value::String(text.into_owned()))
+            .is_some()
+        {
+            return Err(invalid(format!("header ce-{attribute} is repeated")));
+        }
+    }
+    if let Some(t) = content_type {
+        event.insert("datacontenttype".into(), Value::String(t.to_owned()));
+    }
+    if body.is_empty() {
+        return Ok(Value::Object(event));
+    }
+    let media = content_type.map(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let json = |m: &str| m == "application/json" || m.ends_with("+json") || m == "text/json";
+    match media.as_deref() {
+        Some(m) if json(m) => {
+            let data: Value = serde_json::from_slice(body).map_err(|e| {
+                invalid(format!(
+                    "the body is not the JSON its content type {m} says: {e}"
+                ))
+            })?;
+            event.insert("data".into(), data);
+        }
+        // No content type: JSON if it parses, else text, else bytes.
+        None if serde_json::from_slice::<Value>(body).is_ok() => {
+            let data = serde_json::from_slice(body).expect("parsed just now");
+            event.insert("data".into(), data);
+        }
+        m => match std::str::from_utf8(body) {
+            Ok(text) if m.is_none_or(|m| m.starts_with("text/")) => {
+                event.insert("data".into(), Value::String(text.to_owned()));
+            }
+            _ => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+                event.insert("data_base64".into(), Value::String(encoded));
+            }
+        },
+    }
+    Ok(Value::Object(event))
+}
+
+/// A valid CloudEvent 1.0: the required attributes present, and everything
+/// else as the specification types it (checked by the SDK).
+fn check(event: &Value) -> Result<(), String> {
+    let Some(attributes) = event.as_object() else {
+        return Err("an event is a JSON object".into());
+    };
+    match attributes.get("specversion") {
+        None => return Err("missing required attribute \"specversion\"".into()),
+        Some(Value::String(v)) if v == "1.0" => {}
+        Some(v) => return Err(format!("specversion {v} is not supported (only \"1.0\")")),
+    }
+    for name in ["id", "source", "type"] {
+        match attributes.get(name) {
+            None => return Err(format!("missing required attribute {name:?}")),
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(_) => return Err(format!("attribute {name:?} must be a non-empty string")),
+        }
+    }
+    cloudevents::Event::deserialize(event)
+        .map(drop)
+        .map_err(|e| format!("not a valid CloudEvent: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(*name, value.parse().unwrap());
+        }
+        h
+    }
+
+    fn events(lines: &Lines) -> Vec<Value> {
+        lines
+            .bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    const STRUCTURED: &str = "application/cloudevents+json; charset=utf-8";
+
+    #[test]
+    fn structured_events_become_one_line() {
+        let body = b"{\n \"specversion\": \"1.0\", \"id\": \"a\", \"source\": \"s\", \"type\": \"t\",\n \"data\": {\"x\": 1}}";
+        let lines = decode(&headers(&[("content-type", STRUCTURED)]), body).unwrap();
+        assert_eq!(lines.count, 1);
+        assert_eq!(lines.bytes.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(events(&lines)[0]["data"]["x"], 1);
+    }
+
+    #[test]
+    fn binary_events_take_headers_and_data() {
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b%201"),
+            ("ce-source", "s"),
+            ("ce-type", "t"),
+            ("ce-myext", "v"),
+            ("content-type", "application/json"),
+        ]);
+        let lines = decode(&h, br#"{"x":2}"#).unwrap();
+        let e = &events(&lines)[0];
+        assert_eq!(e["id"], "b 1", "percent-decoded");
+        assert_eq!(e["myext"], "v");
+        assert_eq!(e["data"]["x"], 2);
+        assert_eq!(e["datacontenttype"], "application/json");
+
+        let mut h = h.clone();
+        h.insert("content-type", "application/octet-stream".parse().unwrap());
+        let e = &events(&decode(&h, &[0xff, 0x01]).unwrap())[0];
+        assert_eq!(e["data_base64"], "/wE=");
+        h.insert("content-type", "text/plain".parse().unwrap());
+        let e = &events(&decode(&h, b"hello").unwrap())[0];
+        assert_eq!(e["data"], "hello");
+        h.insert("content-type", "application/json".parse().unwrap());
+        assert!(
+            matches!(decode(&h, b"{oops"), Err(DecodeError::Invalid(m)) if m.contains("not the JSON"))
+        );
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing_and_names_the_bad_event() {
+        let h = headers(&[("content-type", "application/cloudevents-batch+json")]);
+        let ok = r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#;
+        let lines = decode(&h, format!("[{ok},{ok}]").as_bytes()).unwrap();
+        assert_eq!(lines.count, 2);
+        let bad = r#"{"specversion":"1.0","source":"s","type":"t"}"#;
+        let err = decode(&h, format!("[{ok},{bad}]").as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "batch event 1 (from 0): missing required attribute \"id\""
+        );
+        assert!(decode(&h, b"[]").is_err());
+        assert!(decode(&h, ok.as_bytes()).is_err(), "not an array");
+    }
+
+    #[test]
+    fn invalid_events_are_named() {
+        let h = headers(&[("content-type", STRUCTURED)]);
+        let err = |body: &str| decode(&h, body.as_bytes()).unwrap_err().to_string();
+        assert!(err("{nope").starts_with("the body is not JSON"));
+        assert_eq!(
+            err(r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#),
+            "specversion \"0.3\" is not supported (only \"1.0\")"
+        );
+        assert_eq!(
+            err(r#"{"specversion":"1.0","id":"1","source":"s","type":""}"#),
+            "attribute \"type\" must be a non-empty string"
+        );
+        assert!(
+            err(r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}"#)
+                .starts_with("not a valid CloudEvent"),
+        );
+        let plain = headers(&[("content-type", "application/json")]);
+        assert!(
+            decode(&plain, b"{}")
+                .unwrap_err()
+                .to_string()
+                .starts_with("not a CloudEvent")
+        );
+        let avro = headers(&[("content-type", "application/cloudevents+avro")]);
+        assert!(matches!(
+            decode(&avro, b""),
+            Err(DecodeError::Unsupported(_))
+        ));
+    }
+}
