@@ -33,11 +33,11 @@ fn event(i: usize) -> serde_json::Value {
     json!({
         "metadata": {"name": format!("{pod}.{i:x}"), "namespace": "shop"},
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": "shop", "name": pod},
-        "reason": if i % 3 == 0 { "BackOff" } else { "Started" },
+        "reason": if i.is_multiple_of(3) { "BackOff" } else { "Started" },
         "message": "Back-off restarting failed container web in pod",
         "source": {"component": "kubelet", "host": "node-1"},
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        "type": if i % 3 == 0 { "Warning" } else { "Normal" },
+        "type": if i.is_multiple_of(3) { "Warning" } else { "Normal" },
     })
 }
 
