@@ -32,31 +32,28 @@ fn text(out: &Output) -> String {
     )
 }
 
-#[test]
-fn translated_kubernetes_event_exporter_config_validates() {
-    let config = format!("{DIR}/switchyard.yaml");
+/// `switchyard validate` accepts `dir`/switchyard.yaml.
+fn validates(dir: &str) {
+    let config = format!("{dir}/switchyard.yaml");
     let out = switchyard(&["validate", "-c", &config]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
 
-/// Each event reaches the receivers in events.expected: whole-value patterns
-/// (FailedMount is not Failed), drop rules per route, data. paths into the
-/// Event object.
-#[test]
-fn translated_routes_send_events_where_the_guide_says() {
-    let config = format!("{DIR}/switchyard.yaml");
-    let events = format!("{DIR}/events.jsonl");
+/// `switchyard route test` over `dir`/events.jsonl sends each event to the
+/// receivers its line of `dir`/events.expected names; the rows it printed.
+fn routes_as_expected(dir: &str) -> Vec<Value> {
+    let config = format!("{dir}/switchyard.yaml");
+    let events = format!("{dir}/events.jsonl");
     let out = switchyard(&["route", "test", "-c", &config, &events]);
     assert!(out.status.success(), "{}", text(&out));
-
     let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("route test prints JSON lines"))
         .collect();
     let expected: Vec<Value> = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(DIR)
+            .join(dir)
             .join("events.expected"),
     )
     .unwrap()
@@ -68,21 +65,33 @@ fn translated_routes_send_events_where_the_guide_says() {
         assert_eq!(
             g["receivers"],
             e["receivers"],
-            "event {} of events.jsonl",
+            "event {} of {dir}/events.jsonl",
             i + 1
         );
         assert!(g["id"].is_string(), "{g}");
     }
+    got
+}
+
+#[test]
+fn translated_kubernetes_event_exporter_config_validates() {
+    validates(DIR);
+}
+
+/// Each event reaches the receivers in events.expected: whole-value patterns
+/// (FailedMount is not Failed), drop rules per route, data. paths into the
+/// Event object (mapped by the kubernetes-event profile, the default for
+/// `source.kubernetes` with `kind: events`).
+#[test]
+fn translated_routes_send_events_where_the_guide_says() {
+    routes_as_expected(DIR);
 }
 
 const NOMAD_DIR: &str = "tests/testdata/nomad-events-sink";
 
 #[test]
 fn translated_nomad_events_sink_config_validates() {
-    let config = format!("{NOMAD_DIR}/switchyard.yaml");
-    let out = switchyard(&["validate", "-c", &config]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    validates(NOMAD_DIR);
 }
 
 /// Every Nomad event (as `source.nomad` hands it over, or bare) is mapped by
@@ -91,33 +100,8 @@ fn translated_nomad_events_sink_config_validates() {
 /// index get different ids.
 #[test]
 fn translated_nomad_events_sink_config_sends_every_event() {
-    let config = format!("{NOMAD_DIR}/switchyard.yaml");
-    let events = format!("{NOMAD_DIR}/events.jsonl");
-    let out = switchyard(&["route", "test", "-c", &config, &events]);
-    assert!(out.status.success(), "{}", text(&out));
-    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("route test prints JSON lines"))
-        .collect();
-    let expected: Vec<Value> = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(NOMAD_DIR)
-            .join("events.expected"),
-    )
-    .unwrap()
-    .lines()
-    .map(|l| serde_json::from_str(l).unwrap())
-    .collect();
-    assert_eq!(got.len(), expected.len(), "{}", text(&out));
-    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(
-            g["receivers"],
-            e["receivers"],
-            "event {} of events.jsonl",
-            i + 1
-        );
-    }
+    let got = routes_as_expected(NOMAD_DIR);
     let ids: std::collections::BTreeSet<&str> =
         got.iter().map(|g| g["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), got.len(), "{}", text(&out));
+    assert_eq!(ids.len(), got.len(), "every event has its own id");
 }

@@ -21,14 +21,6 @@ use support::process::Process;
 const TOKEN: &str = "tok-3f9a1c7e55d2";
 const LONG: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A switchyard config directory: `source.http` on a free port, state in
 /// the directory, the receivers given.
 struct Setup {
@@ -39,7 +31,7 @@ struct Setup {
 impl Setup {
     fn new(http_extra: &str, receivers: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = support::free_port();
         let yaml = format!(
             "source:\n  http:\n    listen: 127.0.0.1:{port}\n{http_extra}\
              state: {{dir: {state}, flushInterval: 100ms}}\n\
@@ -329,7 +321,7 @@ fn down_receiver(port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_backlog_answers_503_with_retry_after() {
     let extra = format!("{}    maxQueuedEvents: 20\n", bearer());
-    let setup = Setup::new(&extra, &down_receiver(free_port()));
+    let setup = Setup::new(&extra, &down_receiver(support::free_port()));
     let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
     let client = reqwest::Client::new();
     let url = setup.url();
@@ -373,7 +365,7 @@ async fn serve_on(port: u16, app: axum::Router) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_events_survive_sigkill() {
-    let receiver_port = free_port();
+    let receiver_port = support::free_port();
     let extra = format!("{}    segmentBytes: 8KiB\n", bearer());
     let setup = Setup::new(&extra, &down_receiver(receiver_port));
     let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;

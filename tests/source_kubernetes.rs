@@ -8,46 +8,21 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use support::kube::ApiServer;
 use support::process::Process;
+use support::{json_lines, wait_json_lines};
 
 const TOKEN: &str = "replica-token";
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Waits until `path` holds `n` CloudEvents; returns them.
-async fn wait_lines(path: &Path, n: usize, process: &Process) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = lines(path);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} events in {} after 30 s; log:\n{}",
-            got.len(),
-            path.display(),
-            process.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+const WAIT: Duration = Duration::from_secs(30);
 
 /// The same count a while later: nothing more arrives.
 async fn settled(path: &Path, n: usize) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(lines(path).len(), n, "{}", path.display());
+    assert_eq!(json_lines(path).len(), n, "{}", path.display());
 }
 
 /// A core v1 Event about `kind/name` in `ns`, shaped as the API returns it.
@@ -121,6 +96,22 @@ fn setup(server: &ApiServer, token: &str, source: &str, route: &str, receivers: 
     Setup { dir, config }
 }
 
+/// A process watching Events with `source` settings, routing everything to
+/// the file receiver `out`; returned once it watches.
+async fn start_watching(server: &ApiServer, source: &str) -> (Setup, PathBuf, Process) {
+    let s = setup(
+        server,
+        TOKEN,
+        source,
+        "  match: [{receiver: out}]\n",
+        &["out"],
+    );
+    let out = s.path("out.jsonl");
+    let p = Process::run(&s.config, &[]);
+    p.wait_for("watching Kubernetes", WAIT).await;
+    (s, out, p)
+}
+
 fn ids(events: &[Value]) -> Vec<String> {
     events
         .iter()
@@ -178,7 +169,7 @@ async fn events_are_listed_watched_and_routed_by_their_fields() {
         &["all", "web", "backoff"],
     );
     let p = Process::run(&s.config, &[]);
-    let all = wait_lines(&s.path("all.jsonl"), 1, &p).await;
+    let all = wait_json_lines(&s.path("all.jsonl"), 1, &p, WAIT).await;
     assert_eq!(all[0]["subject"], "shop/Pod/web-1");
     assert_eq!(all[0]["type"], "io.k8s.event.BackOff");
     assert_eq!(all[0]["source"], "k8s://replica/shop");
@@ -229,7 +220,7 @@ async fn events_are_listed_watched_and_routed_by_their_fields() {
         event("shop", "db-1.b", "Unhealthy", "Warning", ("Pod", "db-1")),
     );
 
-    let all = wait_lines(&s.path("all.jsonl"), 4, &p).await;
+    let all = wait_json_lines(&s.path("all.jsonl"), 4, &p, WAIT).await;
     settled(&s.path("all.jsonl"), 4).await;
     assert_unique(&all);
     // Two namespaces, two watches: their events interleave in any order.
@@ -253,9 +244,9 @@ async fn events_are_listed_watched_and_routed_by_their_fields() {
         ],
         "the count bump is a new delivery, the metadata change is not"
     );
-    let web = lines(&s.path("web.jsonl"));
+    let web = json_lines(&s.path("web.jsonl"));
     assert_eq!(web.len(), 2, "both occurrences of web-1's event: {web:?}");
-    let backoff = lines(&s.path("backoff.jsonl"));
+    let backoff = json_lines(&s.path("backoff.jsonl"));
     assert_eq!(backoff.len(), 2, "{backoff:?}");
     assert!(backoff.iter().all(|e| e["data"]["reason"] == "BackOff"));
 }
@@ -266,17 +257,11 @@ async fn events_are_listed_watched_and_routed_by_their_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_from_the_persisted_resource_version() {
     let server = ApiServer::start(TOKEN, None).await;
-    let s = setup(
+    let (s, out, mut p) = start_watching(
         &server,
-        TOKEN,
         "    kind: events\n    involvedObjectMetadata: false\n",
-        "  match: [{receiver: out}]\n",
-        &["out"],
-    );
-    let out = s.path("out.jsonl");
-    let mut p = Process::run(&s.config, &[]);
-    p.wait_for("watching Kubernetes", Duration::from_secs(30))
-        .await;
+    )
+    .await;
     for i in 0..40 {
         server.create(
             "events",
@@ -289,7 +274,7 @@ async fn a_restart_resumes_from_the_persisted_resource_version() {
             ),
         );
     }
-    wait_lines(&out, 40, &p).await;
+    wait_json_lines(&out, 40, &p, WAIT).await;
     // The position is flushed every 100 ms.
     tokio::time::sleep(Duration::from_millis(500)).await;
     p.kill();
@@ -313,7 +298,7 @@ async fn a_restart_resumes_from_the_persisted_resource_version() {
     server.delete("events", "ns", "e10");
 
     let p = Process::run(&s.config, &[]);
-    let all = wait_lines(&out, 65, &p).await;
+    let all = wait_json_lines(&out, 65, &p, WAIT).await;
     settled(&out, 65).await;
     assert_unique(&all);
     assert_eq!(
@@ -331,24 +316,18 @@ async fn a_restart_resumes_from_the_persisted_resource_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_relists_and_skips_what_was_delivered() {
     let server = ApiServer::start(TOKEN, None).await;
-    let s = setup(
+    let (s, out, mut p) = start_watching(
         &server,
-        TOKEN,
         "    kind: events\n    pageSize: 7\n    involvedObjectMetadata: false\n",
-        "  match: [{receiver: out}]\n",
-        &["out"],
-    );
-    let out = s.path("out.jsonl");
-    let mut p = Process::run(&s.config, &[]);
-    p.wait_for("watching Kubernetes", Duration::from_secs(30))
-        .await;
+    )
+    .await;
     for i in 0..20 {
         server.create(
             "events",
             event("ns", &format!("e{i}"), "Started", "Normal", ("Pod", "p")),
         );
     }
-    wait_lines(&out, 20, &p).await;
+    wait_json_lines(&out, 20, &p, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     p.kill();
 
@@ -369,7 +348,7 @@ async fn gone_relists_and_skips_what_was_delivered() {
     let lists_before = server.requests("list");
 
     let mut p = Process::run(&s.config, &[]);
-    let all = wait_lines(&out, 33, &p).await;
+    let all = wait_json_lines(&out, 33, &p, WAIT).await;
     settled(&out, 33).await;
     assert_unique(&all);
     p.wait_for("listing again", Duration::from_secs(5)).await;
@@ -387,7 +366,7 @@ async fn gone_relists_and_skips_what_was_delivered() {
             event("ns", &format!("e{i}"), "Started", "Normal", ("Pod", "p")),
         );
     }
-    wait_lines(&out, 38, &p).await;
+    wait_json_lines(&out, 38, &p, WAIT).await;
     // Another kind moves the revision on; the Events watch is behind it.
     server.create(
         "pods",
@@ -406,7 +385,7 @@ async fn gone_relists_and_skips_what_was_delivered() {
         "events",
         event("ns", "e35", "Started", "Normal", ("Pod", "p")),
     );
-    let all = wait_lines(&out, 40, &p).await;
+    let all = wait_json_lines(&out, 40, &p, WAIT).await;
     settled(&out, 40).await;
     assert_unique(&all);
     assert_eq!(
@@ -520,7 +499,7 @@ async fn health_event_resources_map_like_the_mongodb_documents() {
     );
     let out = s.path("out.jsonl");
     let p = Process::run(&s.config, &[]);
-    wait_lines(&out, 30, &p).await;
+    wait_json_lines(&out, 30, &p, WAIT).await;
     let mut broken = as_resource(&docs[0], 999);
     broken["metadata"]["uid"] = "broken".into();
     broken["spec"]["generatedTimestamp"] = "yesterday".into();
@@ -531,7 +510,7 @@ async fn health_event_resources_map_like_the_mongodb_documents() {
     server.update("healtheventresources", "nvsentinel", "he-3", |r| {
         r["status"]["nodeQuarantined"] = "Cancelled".into();
     });
-    let got = wait_lines(&out, 60, &p).await;
+    let got = wait_json_lines(&out, 60, &p, WAIT).await;
     settled(&out, 60).await;
     p.wait_for(
         "HealthEventResource he-999: spec.generatedTimestamp",

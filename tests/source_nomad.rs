@@ -22,6 +22,7 @@ use support::metrics::scrape;
 use support::nomad::{Nomad, Options, fixture};
 use support::process::Process;
 use support::tls::{ClientAuth, Pki};
+use support::{json_lines, wait_json_lines};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -43,32 +44,6 @@ fn write_config(dir: &Path, nomad: &Nomad, source: &str, rest: &str) -> PathBuf 
     )
     .unwrap();
     config
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-async fn wait_lines(path: &Path, n: usize, process: &Process) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = lines(path);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} events in {}; log:\n{}",
-            got.len(),
-            path.display(),
-            process.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The position file's content, once it exists.
@@ -152,17 +127,17 @@ async fn events_are_filtered_mapped_and_routed_by_topic_and_type() {
     let mut process = Process::run(&config, &[("NOMAD_TOKEN", "s3cr3t-nomad-token")]);
     // Not the evaluation (topic not asked for), not the allocation of job
     // `api` (filter key), not the job in namespace `batch`.
-    let all = wait_lines(&out("all"), 5, &process).await;
+    let all = wait_json_lines(&out("all"), 5, &process, WAIT).await;
     assert_eq!(
         subjects(&all),
         ["web", "alloc-1", "alloc-2", "deploy-1", "node-1"]
     );
     assert_eq!(
-        subjects(&lines(&out("allocations"))),
+        subjects(&json_lines(&out("allocations"))),
         ["alloc-1", "alloc-2"]
     );
-    assert_eq!(subjects(&lines(&out("failed"))), ["alloc-2"]);
-    assert_eq!(subjects(&lines(&out("jobs"))), ["web"]);
+    assert_eq!(subjects(&json_lines(&out("failed"))), ["alloc-2"]);
+    assert_eq!(subjects(&json_lines(&out("jobs"))), ["web"]);
 
     let job = &all[0];
     assert_eq!(job["type"], "io.hashicorp.nomad.job.jobregistered");
@@ -177,7 +152,7 @@ async fn events_are_filtered_mapped_and_routed_by_topic_and_type() {
     // Heartbeats (every 100 ms) are not events, and keep the stream alive
     // past `idleTimeout` (2 s): one request, no reconnect.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(lines(&out("all")).len(), 5);
+    assert_eq!(json_lines(&out("all")).len(), 5);
     assert_eq!(nomad.requests().len(), 1, "{}", process.log());
     let query = &nomad.requests()[0];
     for part in [
@@ -301,7 +276,7 @@ async fn a_dropped_connection_is_resumed_with_nothing_lost() {
         ),
     );
     let process = Process::run(&config, &[]);
-    wait_lines(&out, 3, &process).await;
+    wait_json_lines(&out, 3, &process, WAIT).await;
 
     nomad.drop_connections();
     // Published while the source is cut off: still in Nomad's buffer.
@@ -310,9 +285,9 @@ async fn a_dropped_connection_is_resumed_with_nothing_lost() {
         fixture("AllocationUpdated", "alloc-2"),
     ]);
     nomad.publish(vec![fixture("DeploymentStatusUpdate", "deploy-1")]);
-    let all = wait_lines(&out, 6, &process).await;
+    let all = wait_json_lines(&out, 6, &process, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let all_now = lines(&out);
+    let all_now = json_lines(&out);
     assert_eq!(all_now.len(), 6, "no event twice");
     assert_eq!(
         subjects(&all),
@@ -351,7 +326,7 @@ async fn a_resume_index_fallen_out_of_the_buffer_is_reported_as_a_gap() {
         ),
     );
     let mut process = Process::run(&config, &[]);
-    wait_lines(&out, 2, &process).await;
+    wait_json_lines(&out, 2, &process, WAIT).await;
     assert!(process.terminate().success());
 
     // While switchyard is down, five more indexes: the buffer (3) keeps the
@@ -373,14 +348,14 @@ async fn a_resume_index_fallen_out_of_the_buffer_is_reported_as_a_gap() {
         "{log}"
     );
     assert!(log.contains("ERROR"), "{log}");
-    let got = wait_lines(&out, 5, &process).await;
+    let got = wait_json_lines(&out, 5, &process, WAIT).await;
     assert_eq!(
         subjects(&got),
         ["job-1", "job-2", "job-5", "job-6", "job-7"]
     );
     // Delivery goes on.
     nomad.publish(vec![fixture("JobRegistered", "job-8")]);
-    wait_lines(&out, 6, &process).await;
+    wait_json_lines(&out, 6, &process, WAIT).await;
     let metrics = scrape(&process.telemetry_addr().await).await;
     assert_eq!(metrics.get("switchyard_source_gaps_total", &[]), 1.0);
 }
@@ -416,13 +391,13 @@ async fn a_wrong_token_is_refused_and_retried_with_backoff() {
     }
     assert!(log.contains("ERROR"), "{log}");
     assert!(!log.contains("a-wrong-token"), "the token is never logged");
-    assert!(lines(&out).is_empty());
+    assert!(json_lines(&out).is_empty());
     assert!(nomad.requests().len() >= 4);
     process.terminate();
 
     // The right token reads.
     let process = Process::run(&config, &[("NOMAD_TOKEN", "the-right-token")]);
-    wait_lines(&out, 1, &process).await;
+    wait_json_lines(&out, 1, &process, WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +421,7 @@ async fn tls_verifies_the_server_by_default_and_presents_a_client_certificate() 
         .await;
     assert_eq!(server.handshakes(), 0);
     assert!(!server.handshake_failures().is_empty());
-    assert!(lines(&out).is_empty());
+    assert!(json_lines(&out).is_empty());
     process.terminate();
 
     let config = write_config(
@@ -461,7 +436,7 @@ async fn tls_verifies_the_server_by_default_and_presents_a_client_certificate() 
         &rest,
     );
     let process = Process::run(&config, &[]);
-    let got = wait_lines(&out, 1, &process).await;
+    let got = wait_json_lines(&out, 1, &process, WAIT).await;
     assert_eq!(subjects(&got), ["web"]);
     assert!(nomad.url().starts_with("https://"));
 }
@@ -488,7 +463,7 @@ async fn frames_below_the_position_are_skipped_with_a_warning() {
         ),
     );
     let mut process = Process::run(&config, &[]);
-    wait_lines(&out, 3, &process).await;
+    wait_json_lines(&out, 3, &process, WAIT).await;
     assert!(process.terminate().success());
 
     nomad.reset();
@@ -502,6 +477,6 @@ async fn frames_below_the_position_are_skipped_with_a_warning() {
     for n in 2..=4 {
         nomad.publish(vec![fixture("JobRegistered", &format!("new-{n}"))]);
     }
-    let got = wait_lines(&out, 4, &process).await;
+    let got = wait_json_lines(&out, 4, &process, WAIT).await;
     assert_eq!(subjects(&got), ["old-1", "old-2", "old-3", "new-4"]);
 }

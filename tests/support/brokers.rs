@@ -9,14 +9,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A program from the system, installed by `scripts/services` if missing.
 fn program(name: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin"] {
@@ -129,8 +121,8 @@ impl Server {
     }
 
     fn new(kind: Kind) -> Self {
-        let port = free_port();
-        let dist_port = std::iter::repeat_with(free_port)
+        let port = super::free_port();
+        let dist_port = std::iter::repeat_with(super::free_port)
             .find(|p| *p != port)
             .unwrap();
         Self {

@@ -27,3 +27,46 @@ pub fn event_ids(path: &std::path::Path) -> Vec<String> {
     ids_in(&std::fs::read_to_string(path).unwrap_or_default())
 }
 pub mod wasm;
+
+/// A free TCP port on 127.0.0.1 (for a server started after this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The JSON lines of a file (none if it does not exist yet).
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Waits until `path` holds `n` JSON lines (a receiver's output) and
+/// returns them; panics after `timeout` with the process's log.
+pub async fn wait_json_lines(
+    path: &std::path::Path,
+    n: usize,
+    process: &process::Process,
+    timeout: std::time::Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let got = json_lines(path);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} events in {} after {timeout:?}; log:\n{}",
+            got.len(),
+            path.display(),
+            process.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
