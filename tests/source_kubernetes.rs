@@ -479,7 +479,7 @@ async fn health_event_resources_map_like_the_mongodb_documents() {
 
     let docs: Vec<Value> = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/testdata/nvsentinel/health-events.jsonl"),
+            .join("examples/health-events.jsonl"),
     )
     .unwrap()
     .lines()
