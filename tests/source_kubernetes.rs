@@ -478,8 +478,7 @@ async fn health_event_resources_map_like_the_mongodb_documents() {
     use switchyard::mapping::{Mapper, Overrides};
 
     let docs: Vec<Value> = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples/health-events.jsonl"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/health-events.jsonl"),
     )
     .unwrap()
     .lines()

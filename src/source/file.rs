@@ -29,18 +29,7 @@ impl Source for FileSource {
         state: &crate::config::StateSpec,
     ) -> Result<Option<std::sync::Arc<dyn crate::state::PositionStore>>, crate::state::StateError>
     {
-        let sanitized: String = self
-            .path
-            .to_string_lossy()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let sanitized = super::file_key(&self.path.to_string_lossy());
         super::file_store(
             state,
             &format!("file-{}", sanitized.trim_start_matches('_')),

@@ -174,3 +174,17 @@ pub(crate) fn file_store(
 ) -> Result<Option<Arc<dyn PositionStore>>, StateError> {
     Ok(Some(Arc::new(FileStore::open(&state.dir, key)?)))
 }
+
+/// `text` made safe for a position file's name: ASCII letters, digits, `.`
+/// and `-` kept, anything else `_`.
+pub(crate) fn file_key(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

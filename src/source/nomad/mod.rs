@@ -47,17 +47,7 @@ impl NomadSource {
         }
         let digest = filter.finalize();
         let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
-        let origin: String = s
-            .origin
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let origin = super::file_key(&s.origin);
         format!("nomad-{origin}-{short}")
     }
 }
