@@ -244,9 +244,9 @@ async fn events_are_listed_watched_and_routed_by_their_fields() {
         ],
         "the count bump is a new delivery, the metadata change is not"
     );
-    let web = json_lines(&s.path("web.jsonl"));
+    let web = wait_json_lines(&s.path("web.jsonl"), 2, &p, WAIT).await;
     assert_eq!(web.len(), 2, "both occurrences of web-1's event: {web:?}");
-    let backoff = json_lines(&s.path("backoff.jsonl"));
+    let backoff = wait_json_lines(&s.path("backoff.jsonl"), 2, &p, WAIT).await;
     assert_eq!(backoff.len(), 2, "{backoff:?}");
     assert!(backoff.iter().all(|e| e["data"]["reason"] == "BackOff"));
 }

@@ -46,6 +46,18 @@ fn write_config(dir: &Path, nomad: &Nomad, source: &str, rest: &str) -> PathBuf 
     config
 }
 
+/// Everything routed to the file receiver `out`: the config's `route` and
+/// `receivers`, and the file's path.
+fn to_file(dir: &Path) -> (String, PathBuf) {
+    let out = dir.join("out.jsonl");
+    let rest = format!(
+        "route: {{match: [{{receiver: out}}]}}\n\
+         receivers: [{{name: out, file: {{path: {}}}}}]\n",
+        out.display()
+    );
+    (rest, out)
+}
+
 /// The position file's content, once it exists.
 fn position(dir: &Path) -> Option<Value> {
     let entry = std::fs::read_dir(dir.join("state"))
@@ -132,12 +144,19 @@ async fn events_are_filtered_mapped_and_routed_by_topic_and_type() {
         subjects(&all),
         ["web", "alloc-1", "alloc-2", "deploy-1", "node-1"]
     );
+    // Each receiver has its own queue: wait for each file, then check it.
     assert_eq!(
-        subjects(&json_lines(&out("allocations"))),
+        subjects(&wait_json_lines(&out("allocations"), 2, &process, WAIT).await),
         ["alloc-1", "alloc-2"]
     );
-    assert_eq!(subjects(&json_lines(&out("failed"))), ["alloc-2"]);
-    assert_eq!(subjects(&json_lines(&out("jobs"))), ["web"]);
+    assert_eq!(
+        subjects(&wait_json_lines(&out("failed"), 1, &process, WAIT).await),
+        ["alloc-2"]
+    );
+    assert_eq!(
+        subjects(&wait_json_lines(&out("jobs"), 1, &process, WAIT).await),
+        ["web"]
+    );
 
     let job = &all[0];
     assert_eq!(job["type"], "io.hashicorp.nomad.job.jobregistered");
@@ -264,17 +283,8 @@ async fn a_dropped_connection_is_resumed_with_nothing_lost() {
         fixture("AllocationCreated", "alloc-2"),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let config = write_config(
-        dir.path(),
-        &nomad,
-        "",
-        &format!(
-            "route: {{match: [{{receiver: out}}]}}\n\
-             receivers: [{{name: out, file: {{path: {}}}}}]\n",
-            out.display()
-        ),
-    );
+    let (rest, out) = to_file(dir.path());
+    let config = write_config(dir.path(), &nomad, "", &rest);
     let process = Process::run(&config, &[]);
     wait_json_lines(&out, 3, &process, WAIT).await;
 
@@ -314,17 +324,8 @@ async fn a_resume_index_fallen_out_of_the_buffer_is_reported_as_a_gap() {
     nomad.publish(vec![fixture("JobRegistered", "job-1")]);
     let resume = nomad.publish(vec![fixture("JobRegistered", "job-2")]);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let config = write_config(
-        dir.path(),
-        &nomad,
-        "",
-        &format!(
-            "route: {{match: [{{receiver: out}}]}}\n\
-             receivers: [{{name: out, file: {{path: {}}}}}]\n",
-            out.display()
-        ),
-    );
+    let (rest, out) = to_file(dir.path());
+    let config = write_config(dir.path(), &nomad, "", &rest);
     let mut process = Process::run(&config, &[]);
     wait_json_lines(&out, 2, &process, WAIT).await;
     assert!(process.terminate().success());
@@ -406,12 +407,7 @@ async fn tls_verifies_the_server_by_default_and_presents_a_client_certificate() 
     let (nomad, server) = Nomad::start_tls(Options::default(), &pki, ClientAuth::Required).await;
     nomad.publish(vec![fixture("JobRegistered", "web")]);
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let rest = format!(
-        "route: {{match: [{{receiver: out}}]}}\n\
-         receivers: [{{name: out, file: {{path: {}}}}}]\n",
-        out.display()
-    );
+    let (rest, out) = to_file(dir.path());
 
     // The test CA is not trusted: no handshake, retried, nothing read.
     let config = write_config(dir.path(), &nomad, "", &rest);
@@ -451,17 +447,8 @@ async fn frames_below_the_position_are_skipped_with_a_warning() {
         nomad.publish(vec![fixture("JobRegistered", &format!("old-{n}"))]);
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out.jsonl");
-    let config = write_config(
-        dir.path(),
-        &nomad,
-        "",
-        &format!(
-            "route: {{match: [{{receiver: out}}]}}\n\
-             receivers: [{{name: out, file: {{path: {}}}}}]\n",
-            out.display()
-        ),
-    );
+    let (rest, out) = to_file(dir.path());
+    let config = write_config(dir.path(), &nomad, "", &rest);
     let mut process = Process::run(&config, &[]);
     wait_json_lines(&out, 3, &process, WAIT).await;
     assert!(process.terminate().success());
