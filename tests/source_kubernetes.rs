@@ -550,5 +550,7 @@ async fn a_refused_token_is_reported_and_retried() {
         p.log()
     );
     assert!(p.try_wait().is_none(), "still running");
+    // Each retry reached the server and was refused; nothing was served.
+    assert!(server.requests("refused") >= 3, "{}", server.request_log());
     assert_eq!(server.requests("list"), 0);
 }

@@ -219,8 +219,8 @@ impl ApiServer {
             .collect()
     }
 
-    /// How many requests of `kind` (`list`, `watch`, `get`, `discovery`)
-    /// were served.
+    /// How many requests of `kind` (`list`, `watch`, `get`, `discovery`,
+    /// `refused`: answered 401) were answered.
     pub fn requests(&self, kind: &str) -> usize {
         let c = self.shared.cluster.lock().unwrap();
         c.requests.iter().filter(|(k, _)| k == kind).count()
@@ -311,6 +311,12 @@ async fn handle(State(s): State<Shared>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {}", s.token));
     if !authorised {
+        let path = req.uri().path().to_owned();
+        s.cluster
+            .lock()
+            .unwrap()
+            .requests
+            .push(("refused".into(), path));
         return reply(401, status(401, "Unauthorized", "Unauthorized"));
     }
     let path = req.uri().path().to_owned();

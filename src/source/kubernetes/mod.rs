@@ -57,15 +57,15 @@ impl KubernetesSource {
         use sha2::Digest;
         let s = &self.spec;
         let identity = format!(
-            "{}\n{}\n{}\n{}",
+            "{}\n{}\n{}\n{}\n{}",
             s.namespaces.join(","),
             s.label_selector.as_deref().unwrap_or(""),
             s.field_selector.as_deref().unwrap_or(""),
             s.kubeconfig
                 .as_ref()
                 .map(|p| p.display().to_string())
-                .unwrap_or_default()
-                + s.context.as_deref().unwrap_or(""),
+                .unwrap_or_default(),
+            s.context.as_deref().unwrap_or(""),
         );
         let digest = sha2::Sha256::digest(identity.as_bytes());
         let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
