@@ -215,6 +215,72 @@ fn route_test_prints_receivers_per_event() {
     );
 }
 
+/// Routes name NVSentinel's enums by name, number or glob, and route the
+/// same whether the mapping writes numbers (the default) or names.
+#[test]
+fn route_test_is_the_same_with_enums_as_numbers_or_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |enums: &str| {
+        let config = format!(
+            r#"
+metadata: {{cluster: c}}
+source: {{stdin: {{}}}}
+mapping: {{profile: nvsentinel, enums: {enums}}}
+route:
+  drop: [{{data.healthEvent.recommendedAction: NONE}}]
+  routes:
+    - match: [{{receiver: restart, data.healthEvent.recommendedAction: "RESTART_*|REPLACE_VM"}}]
+    - match: [{{receiver: reset, data: {{healthEvent: {{recommendedAction: 2}}}}}}]
+    - match: [{{receiver: remediate, data.healthEvent.processingStrategy: EXECUTE_REMEDIATION}}]
+receivers: [{{name: restart, stdout: {{}}}}, {{name: reset, stdout: {{}}}}, {{name: remediate, stdout: {{}}}}]
+"#
+        );
+        let path = dir.path().join(format!("{enums}.yaml"));
+        std::fs::write(&path, config).unwrap();
+        let out = switchyard(&[
+            "route",
+            "test",
+            "-c",
+            path.to_str().unwrap(),
+            "examples/health-events.jsonl",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let numbers = run("numbers");
+    assert_eq!(numbers, run("names"));
+    let docs = samples();
+    let rows: Vec<serde_json::Value> = numbers
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), docs.len());
+    let mut reached = HashMap::new();
+    for (row, doc) in rows.iter().zip(&docs) {
+        let doc: serde_json::Value = serde_json::from_str(doc).unwrap();
+        let ra = doc["healthevent"]["recommendedaction"].as_i64().unwrap_or(0);
+        let ps = doc["healthevent"]["processingstrategy"].as_i64().unwrap_or(0);
+        let mut expected = Vec::new();
+        if ra != 0 {
+            if [15, 24, 25].contains(&ra) {
+                expected.push("restart");
+            }
+            if ra == 2 {
+                expected.push("reset");
+            }
+            if ps == 1 {
+                expected.push("remediate");
+            }
+        }
+        for r in &expected {
+            *reached.entry(*r).or_insert(0) += 1;
+        }
+        assert_eq!(row["receivers"], serde_json::json!(expected), "{doc}");
+    }
+    // Every rule matched something: the test would notice a rule that broke.
+    assert_eq!(reached.len(), 3, "{reached:?}");
+}
+
 #[test]
 fn quickstart_prints_selected_events_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -250,10 +316,8 @@ fn quickstart_prints_selected_events_and_resumes() {
         .filter(|l| !l.contains("\"recommendedaction\":0,"))
         .count();
     assert_eq!(printed.len(), actionable);
-    assert!(
-        printed.iter().all(|e| e["specversion"] == "1.0"
-            && e["data"]["healthEvent"]["recommendedAction"] != "NONE")
-    );
+    assert!(printed.iter().all(|e| e["specversion"] == "1.0"
+        && e["data"]["healthEvent"]["recommendedAction"].as_i64() > Some(0)));
     let fatal = lines_of(&dir.path().join("fatal.jsonl"));
     assert!(!fatal.is_empty());
     assert!(fatal.iter().all(|l| l.contains("\"isFatal\":true")));

@@ -156,6 +156,24 @@ pub struct MappingConfig {
     /// Overrides the CloudEvent `subject`; a template like `type`.
     #[serde(default)]
     pub subject: Option<Spanned<String>>,
+    /// How the `nvsentinel` profile writes NVSentinel's enums
+    /// (`recommendedAction`, `processingStrategy`): `numbers` (default, the
+    /// protobuf numbers NVSentinel's own exporter sends) or `names`
+    /// (`"COMPONENT_RESET"`). Routes and CEL accept names and numbers in
+    /// both modes.
+    #[serde(default)]
+    pub enums: Option<Spanned<EnumStyle>>,
+}
+
+/// `mapping.enums`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EnumStyle {
+    /// The enum's number, as NVSentinel's exporter sends it.
+    #[default]
+    Numbers,
+    /// The enum's name.
+    Names,
 }
 
 /// The mapping profile.

@@ -281,7 +281,16 @@ fn mapper(
         source: template(&m.source, "source"),
         subject: template(&m.subject, "subject"),
     };
-    Some(Mapper::new(profile, metadata, overrides))
+    let enums = m.enums.as_ref().map(|e| {
+        if profile != Profile::Nvsentinel {
+            diags.warning(
+                Some(e.referenced),
+                "mapping.enums: only the nvsentinel profile writes NVSentinel's enums; ignored",
+            );
+        }
+        e.value
+    });
+    Some(Mapper::new(profile, metadata, overrides).with_enums(enums.unwrap_or_default()))
 }
 
 /// The mapping profile a source's records need when none is set.

@@ -41,22 +41,7 @@ pub fn date(v: &Value) -> Option<DateTime<Utc>> {
     }
 }
 
-/// Formats like Go's `time.RFC3339Nano` in UTC, as NVSentinel does:
-/// nanoseconds with trailing zeros removed, `Z` suffix.
-pub fn rfc3339_nano(t: &DateTime<Utc>) -> String {
-    use std::fmt::Write;
-    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let nanos = t.timestamp_subsec_nanos();
-    if nanos > 0 {
-        let mut frac = format!("{nanos:09}");
-        while frac.ends_with('0') {
-            frac.pop();
-        }
-        let _ = write!(s, ".{frac}");
-    }
-    s.push('Z');
-    s
-}
+pub use crate::event::rfc3339_nano;
 
 #[cfg(test)]
 mod tests {

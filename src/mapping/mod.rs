@@ -15,7 +15,7 @@ use std::sync::Arc;
 use cloudevents::event::Event;
 use serde_json::{Map, Value};
 
-use crate::config::Profile;
+use crate::config::{EnumStyle, Profile};
 pub use template::{Template, TemplateError};
 
 /// Why a record could not be mapped. `id` is the record's `_id` (or `id`)
@@ -51,6 +51,7 @@ pub struct Mapper {
     /// `metadata` from the config, as the JSON object put into `data.metadata`.
     metadata: Arc<Map<String, Value>>,
     overrides: Overrides,
+    enums: EnumStyle,
 }
 
 impl Mapper {
@@ -61,7 +62,14 @@ impl Mapper {
             profile,
             metadata: Arc::new(metadata),
             overrides,
+            enums: EnumStyle::default(),
         }
+    }
+
+    /// How the `nvsentinel` profile writes enums (numbers unless told).
+    pub fn with_enums(mut self, enums: EnumStyle) -> Self {
+        self.enums = enums;
+        self
     }
 
     pub fn profile(&self) -> Profile {
@@ -71,7 +79,7 @@ impl Mapper {
     /// Maps one record (one line of JSON).
     pub fn map(&self, record: &[u8]) -> Result<Event, MapError> {
         let mut event = match self.profile {
-            Profile::Nvsentinel => nvsentinel::map(record, &self.metadata)?,
+            Profile::Nvsentinel => nvsentinel::map(record, &self.metadata, self.enums)?,
             Profile::Raw => raw::map(record)?,
             Profile::KubernetesEvent => kubernetes::map(record, &self.metadata)?,
             Profile::Cloudevents => serde_json::from_slice::<Event>(record)

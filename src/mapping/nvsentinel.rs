@@ -1,7 +1,11 @@
 //! The `nvsentinel` profile: a document of NVSentinel's `HealthEvents`
 //! collection (field names lower-cased by its Go driver) → the CloudEvent
-//! NVSentinel's own event exporter sends, with two improvements: the `id` is
-//! derived from `_id` (stable across replays) and `subject` is the node name.
+//! NVSentinel's own event exporter sends (its transformer's members, JSON
+//! types and presence rules: enums as numbers, `gpuUUID` only with a
+//! GPU_UUID entity, overrides and metadata only when set), with additions:
+//! the `id` is derived from `_id` (stable across replays), `subject` is the
+//! node name, `processingStrategy` and `customRecommendedAction` are in
+//! `data.healthEvent`.
 //!
 //! Missing fields take protobuf zero values, as the Go driver would give; a
 //! field of the wrong type makes the document malformed.
@@ -14,6 +18,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
 use super::{MapError, derive_id, extjson};
+use crate::config::EnumStyle;
+use crate::event::enums;
 
 /// The CloudEvent `type` NVSentinel uses.
 pub const EVENT_TYPE: &str = "com.nvidia.nvsentinel.health.v1";
@@ -100,37 +106,20 @@ fn nullable_required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
     Option::<String>::deserialize(d)?.ok_or_else(|| serde::de::Error::custom("must not be null"))
 }
 
-/// RecommendedAction enum names (NVSentinel's protobuf).
-fn recommended_action(n: i64) -> Value {
-    let name = match n {
-        0 => "NONE",
-        2 => "COMPONENT_RESET",
-        5 => "CONTACT_SUPPORT",
-        6 => "RUN_FIELDDIAG",
-        15 => "RESTART_VM",
-        24 => "RESTART_BM",
-        25 => "REPLACE_VM",
-        26 => "RUN_DCGMEUD",
-        27 => "CUSTOM",
-        99 => "UNKNOWN",
-        other => return Value::String(other.to_string()),
-    };
-    Value::String(name.to_owned())
+/// An enum member as NVSentinel's exporter sends it (its number, an int32
+/// in Go), or by name when `mapping.enums: names`.
+fn enum_value(style: EnumStyle, table: &[(i64, &'static str)], n: i64) -> Value {
+    match style {
+        EnumStyle::Numbers => Value::from(n),
+        EnumStyle::Names => Value::String(enums::name(table, n).into_owned()),
+    }
 }
 
-/// ProcessingStrategy enum names.
-fn processing_strategy(n: i64) -> Value {
-    let name = match n {
-        0 => "UNSPECIFIED",
-        1 => "EXECUTE_REMEDIATION",
-        2 => "STORE_ONLY",
-        3 => "STORE_AND_ANALYSE",
-        other => return Value::String(other.to_string()),
-    };
-    Value::String(name.to_owned())
-}
-
-pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapError> {
+pub fn map(
+    record: &[u8],
+    metadata: &Map<String, Value>,
+    style: EnumStyle,
+) -> Result<Event, MapError> {
     let doc: Document = match serde_json::from_slice(record) {
         Ok(doc) => doc,
         Err(_) => return Err(explain(record)),
@@ -174,7 +163,7 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
     event_data.insert("message".into(), he.message.into());
     event_data.insert(
         "recommendedAction".into(),
-        recommended_action(he.recommendedaction),
+        enum_value(style, enums::RECOMMENDED_ACTION, he.recommendedaction),
     );
     event_data.insert("errorCode".into(), he.errorcode.into());
     event_data.insert("entitiesImpacted".into(), entities.into());
@@ -182,7 +171,7 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
     event_data.insert("nodeName".into(), he.nodename.clone().into());
     event_data.insert(
         "processingStrategy".into(),
-        processing_strategy(he.processingstrategy),
+        enum_value(style, enums::PROCESSING_STRATEGY, he.processingstrategy),
     );
     if !he.customrecommendedaction.is_empty() {
         event_data.insert(
@@ -210,7 +199,8 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
             json!({"force": o.force, "skip": o.skip}),
         );
     }
-    if let Some(g) = gpu_uuid {
+    // As NVSentinel: the last GPU_UUID entity's value, when not empty.
+    if let Some(g) = gpu_uuid.filter(|g| !g.is_empty()) {
         event_data.insert("gpuUUID".into(), g.into());
     }
 

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::config::Profile;
+use crate::config::{EnumStyle, Profile};
 use crate::event::AttributesReader;
 
 const SAMPLES: &str = include_str!("../../examples/health-events.jsonl");
@@ -23,7 +23,7 @@ fn nvsentinel() -> Mapper {
 }
 
 fn to_json(event: &Event) -> Value {
-    serde_json::to_value(event).unwrap()
+    crate::event::to_value(event)
 }
 
 #[test]
@@ -49,12 +49,12 @@ fn first_sample_maps_to_the_nvsentinel_cloudevent() {
                 "isFatal": false,
                 "isHealthy": true,
                 "message": "InfiniBandError on gpu-node-1618: cleared",
-                "recommendedAction": "NONE",
+                "recommendedAction": 0,
                 "errorCode": [],
                 "entitiesImpacted": [{"entityType": "NIC", "entityValue": "mlx5_1"}],
                 "generatedTimestamp": "2026-10-01T00:00:00.650934Z",
                 "nodeName": "gpu-node-1618",
-                "processingStrategy": "UNSPECIFIED",
+                "processingStrategy": 0,
                 "metadata": {"rack": "r28", "zone": "us-west-2b"}
             }
         }
@@ -97,7 +97,7 @@ fn optional_fields_appear_only_when_set() {
     );
     assert!(data.get("drainOverrides").is_none());
     assert!(data.get("customRecommendedAction").is_none());
-    assert_eq!(data["processingStrategy"], "EXECUTE_REMEDIATION");
+    assert_eq!(data["processingStrategy"], 1);
     let custom = SAMPLES.lines().nth(19).unwrap();
     let data =
         to_json(&nvsentinel().map(custom.as_bytes()).unwrap())["data"]["healthEvent"].clone();
@@ -109,12 +109,13 @@ fn optional_fields_appear_only_when_set() {
 }
 
 #[test]
-fn enums_render_as_names_and_unknown_numbers_as_decimal() {
+fn enums_render_as_numbers_by_default_and_as_names_when_asked() {
     let doc = |ra: i64, ps: i64| {
         format!(
             r#"{{"_id":{{"$oid":"aa"}},"healthevent":{{"recommendedaction":{ra},"processingstrategy":{ps},"nodename":"n"}}}}"#
         )
     };
+    let names = nvsentinel().with_enums(EnumStyle::Names);
     for (ra, name) in [
         (0, "NONE"),
         (2, "COMPONENT_RESET"),
@@ -129,6 +130,9 @@ fn enums_render_as_names_and_unknown_numbers_as_decimal() {
         (12345, "12345"),
     ] {
         let ev = to_json(&nvsentinel().map(doc(ra, 0).as_bytes()).unwrap());
+        // A JSON number, as NVSentinel's transformer sends (int32 of the enum).
+        assert_eq!(ev["data"]["healthEvent"]["recommendedAction"], json!(ra));
+        let ev = to_json(&names.map(doc(ra, 0).as_bytes()).unwrap());
         assert_eq!(ev["data"]["healthEvent"]["recommendedAction"], name);
     }
     for (ps, name) in [
@@ -139,6 +143,8 @@ fn enums_render_as_names_and_unknown_numbers_as_decimal() {
         (7, "7"),
     ] {
         let ev = to_json(&nvsentinel().map(doc(0, ps).as_bytes()).unwrap());
+        assert_eq!(ev["data"]["healthEvent"]["processingStrategy"], json!(ps));
+        let ev = to_json(&names.map(doc(0, ps).as_bytes()).unwrap());
         assert_eq!(ev["data"]["healthEvent"]["processingStrategy"], name);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::config::{Diagnostics, PatternValue, RouteConfig, RuleConfig, Spanned};
-use crate::event::FieldPath;
+use crate::event::{FieldPath, enums};
 
 use super::{Condition, Node, Pattern, ReceiverId, RouteTree, Rule};
 
@@ -130,7 +130,12 @@ impl Cx<'_> {
                 ),
             );
         }
-        match Pattern::compile(&value.value) {
+        // NVSentinel's enums: a pattern accepts the member's number and name.
+        let pattern = Pattern::compile(&value.value).map(|p| match enums::table_for(path) {
+            Some(table) => p.over_enum(table),
+            None => p,
+        });
+        match pattern {
             Ok(pattern) => out.push(Condition {
                 path: parsed,
                 pattern,

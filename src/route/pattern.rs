@@ -16,6 +16,13 @@ pub enum Pattern {
     AnyOf(Box<[Matcher]>),
     /// `~regex`, anchored.
     Regex(Regex),
+    /// A pattern on an NVSentinel enum field: true for what `written`
+    /// matches and for both spellings (number and name) of every member
+    /// whose number or name `written` matches.
+    Enum {
+        written: Box<Pattern>,
+        spellings: Box<[Box<str>]>,
+    },
 }
 
 /// One glob, compiled to the cheapest test that means the same.
@@ -106,6 +113,25 @@ impl Pattern {
         })
     }
 
+    /// Widens a pattern on an enum field to both spellings of the members
+    /// it matches: `NONE` also matches `0`, `2` also `COMPONENT_RESET`,
+    /// `RESTART_*` also `15` and `24`. Unknown values still meet the
+    /// pattern as written.
+    pub fn over_enum(self, table: &[(i64, &str)]) -> Self {
+        let mut spellings: Vec<Box<str>> = Vec::new();
+        for (number, name) in table {
+            let number = number.to_string();
+            if self.is_match(&number) || self.is_match(name) {
+                spellings.push(number.into());
+                spellings.push((*name).into());
+            }
+        }
+        Self::Enum {
+            written: Box::new(self),
+            spellings: spellings.into(),
+        }
+    }
+
     /// Whether `value` matches. Allocates nothing.
     #[inline]
     pub fn is_match(&self, value: &str) -> bool {
@@ -113,6 +139,9 @@ impl Pattern {
             Self::One(m) => m.is_match(value),
             Self::AnyOf(all) => all.iter().any(|m| m.is_match(value)),
             Self::Regex(re) => re.is_match(value),
+            Self::Enum { written, spellings } => {
+                spellings.iter().any(|s| **s == *value) || written.is_match(value)
+            }
         }
     }
 }
@@ -195,6 +224,36 @@ mod tests {
         assert!(n.is_match("24") && !n.is_match("24.0"));
         let f = Pattern::compile(&PatternValue::Float(1.5)).unwrap();
         assert!(f.is_match("1.5"));
+    }
+
+    #[test]
+    fn enum_patterns_accept_numbers_and_names() {
+        use crate::event::enums::RECOMMENDED_ACTION;
+        let e = |s: &str| p(s).over_enum(RECOMMENDED_ACTION);
+        let cases: &[(&str, &str, bool)] = &[
+            ("NONE", "NONE", true),
+            ("NONE", "0", true),
+            ("NONE", "2", false),
+            ("0", "NONE", true),
+            ("2", "COMPONENT_RESET", true),
+            ("COMPONENT_RESET", "2", true),
+            ("RESTART_*|REPLACE_VM", "15", true),
+            ("RESTART_*|REPLACE_VM", "24", true),
+            ("RESTART_*|REPLACE_VM", "25", true),
+            ("RESTART_*|REPLACE_VM", "RESTART_BM", true),
+            ("RESTART_*|REPLACE_VM", "5", false),
+            ("RESTART_*|REPLACE_VM", "CONTACT_SUPPORT", false),
+            ("~RUN_.*", "6", true),
+            ("~RUN_.*", "26", true),
+            ("~RUN_.*", "27", false),
+            // A number the table does not know meets the pattern as written.
+            ("12345", "12345", true),
+            ("*", "12345", true),
+            ("NONE", "12345", false),
+        ];
+        for (pattern, value, want) in cases {
+            assert_eq!(e(pattern).is_match(value), *want, "{pattern:?} vs {value:?}");
+        }
     }
 
     #[test]

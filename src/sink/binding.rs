@@ -1,5 +1,5 @@
 //! What the CloudEvents protocol bindings share: every attribute as text
-//! (times in RFC 3339), and the data as bytes.
+//! (times in RFC 3339, Go's `RFC3339Nano` form), and the data as bytes.
 
 use cloudevents::event::AttributeValue;
 use cloudevents::{AttributesReader, Data, Event};
@@ -12,7 +12,7 @@ pub fn attributes(event: &Event) -> impl Iterator<Item = (&str, String)> {
         .filter(|(name, _)| *name != "datacontenttype")
         .map(|(name, value)| {
             let text = match value {
-                AttributeValue::Time(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                AttributeValue::Time(t) => crate::event::rfc3339_nano(t),
                 other => other.to_string(),
             };
             (name, text)

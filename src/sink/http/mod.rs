@@ -265,7 +265,8 @@ mod tests {
         assert_eq!(h["ce-source"], "nvsentinel://c/healthevents");
         assert_eq!(h["ce-subject"], "gpu%20n%C3%B6de");
         assert_eq!(h["ce-tenant"], "acme");
-        assert_eq!(h["ce-time"], "2026-10-01T00:00:00.650Z");
+        // Go's RFC3339Nano form, as NVSentinel sends it.
+        assert_eq!(h["ce-time"], "2026-10-01T00:00:00.65Z");
         assert_eq!(h[CONTENT_TYPE], "application/json");
         assert_eq!(body, br#"{"a":1}"#);
     }

@@ -78,7 +78,7 @@ impl WebhookSink {
 
     /// What templates see: the structured event plus the config metadata.
     fn context(&self, event: &Event) -> Value {
-        let mut context = serde_json::to_value(event).expect("a CloudEvent serialises");
+        let mut context = crate::event::to_value(event);
         if let Value::Object(map) = &mut context {
             map.insert("metadata".into(), Value::Object(self.spec.metadata.clone()));
         }

@@ -1,6 +1,7 @@
 //! Handlebars templates for webhooks (strict mode: a missing field is an
 //! error, not an empty string), with the helpers people expect: `json`,
-//! `toPrettyJson`, `default`, `upper`, `lower`, `trim`, `now`, `join`, and
+//! `toPrettyJson`, `default`, `upper`, `lower`, `trim`, `now`, `join`,
+//! `actionName`/`strategyName` (NVSentinel's enum numbers as names), and
 //! the built-in `eq`/`ne`. Output is not HTML-escaped: layouts become JSON
 //! through serde, raw bodies are the user's format.
 //!
@@ -37,6 +38,20 @@ handlebars_helper!(lower: |s: str| s.to_lowercase());
 handlebars_helper!(trim: |s: str| s.trim().to_owned());
 handlebars_helper!(to_pretty_json: |v: Json| serde_json::to_string_pretty(v).unwrap_or_default());
 handlebars_helper!(now: | | chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+handlebars_helper!(action_name: |v: Json| enum_name(crate::event::enums::RECOMMENDED_ACTION, v));
+handlebars_helper!(strategy_name: |v: Json| enum_name(crate::event::enums::PROCESSING_STRATEGY, v));
+
+/// `{{actionName data.healthEvent.recommendedAction}}`: the enum member's
+/// name whether the event carries the number (the default) or the name.
+fn enum_name(table: &[(i64, &'static str)], v: &Value) -> String {
+    match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(n) => crate::event::enums::name(table, n).into_owned(),
+            None => n.to_string(),
+        },
+        other => other.render(),
+    }
+}
 
 fn json(
     h: &Helper,
@@ -114,6 +129,8 @@ impl Templates {
         registry.register_helper("trim", Box::new(trim));
         registry.register_helper("now", Box::new(now));
         registry.register_helper("join", Box::new(join));
+        registry.register_helper("actionName", Box::new(action_name));
+        registry.register_helper("strategyName", Box::new(strategy_name));
         Self { registry, next: 0 }
     }
 
@@ -252,7 +269,7 @@ mod tests {
     fn context() -> Value {
         json!({
             "id": "e1",
-            "data": {"healthEvent": {"nodeName": "gpu-1", "isFatal": true, "errorCode": ["XID_79", "XID_48"], "message": "  hot  ", "empty": ""}},
+            "data": {"healthEvent": {"nodeName": "gpu-1", "isFatal": true, "recommendedAction": 25, "processingStrategy": "STORE_ONLY", "errorCode": ["XID_79", "XID_48"], "message": "  hot  ", "empty": ""}},
             "metadata": {"cluster": "prod"}
         })
     }
@@ -304,6 +321,21 @@ mod tests {
             "D"
         );
         assert!(render("{{now}}").unwrap().ends_with('Z'));
+        // NVSentinel's enums as names, from the number or the name.
+        assert_eq!(
+            render("{{actionName data.healthEvent.recommendedAction}}").unwrap(),
+            "REPLACE_VM"
+        );
+        assert_eq!(
+            render("{{strategyName data.healthEvent.processingStrategy}}").unwrap(),
+            "STORE_ONLY"
+        );
+        assert_eq!(render("{{actionName 12345}}").unwrap(), "12345");
+        assert_eq!(
+            render("{{#if (eq (actionName data.healthEvent.recommendedAction) \"REPLACE_VM\")}}P1{{/if}}")
+                .unwrap(),
+            "P1"
+        );
         assert_eq!(
             render("<{{data.healthEvent.nodeName}}&>").unwrap(),
             "<gpu-1&>",
