@@ -258,8 +258,12 @@ receivers: [{{name: restart, stdout: {{}}}}, {{name: reset, stdout: {{}}}}, {{na
     let mut reached = HashMap::new();
     for (row, doc) in rows.iter().zip(&docs) {
         let doc: serde_json::Value = serde_json::from_str(doc).unwrap();
-        let ra = doc["healthevent"]["recommendedaction"].as_i64().unwrap_or(0);
-        let ps = doc["healthevent"]["processingstrategy"].as_i64().unwrap_or(0);
+        let ra = doc["healthevent"]["recommendedaction"]
+            .as_i64()
+            .unwrap_or(0);
+        let ps = doc["healthevent"]["processingstrategy"]
+            .as_i64()
+            .unwrap_or(0);
         let mut expected = Vec::new();
         if ra != 0 {
             if [15, 24, 25].contains(&ra) {

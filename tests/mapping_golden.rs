@@ -76,7 +76,10 @@ fn malformed_documents_match_golden() {
 #[test]
 fn the_default_profile_sends_what_nvsentinels_transformer_sends() {
     use serde_json::{Value, json};
-    let metadata = json!({"cluster": "c1", "csp": "aws"}).as_object().unwrap().clone();
+    let metadata = json!({"cluster": "c1", "csp": "aws"})
+        .as_object()
+        .unwrap()
+        .clone();
     let mapper = Mapper::new(Profile::Nvsentinel, metadata, Overrides::default());
     let cases = [
         (
@@ -178,7 +181,10 @@ fn the_default_profile_sends_what_nvsentinels_transformer_sends() {
         // UUID), the content type, the node as subject, processingStrategy.
         let id = top.remove("id").unwrap();
         assert_eq!(uuid_version(id.as_str().unwrap()), 5, "{doc}");
-        assert_eq!(top.remove("datacontenttype"), Some(json!("application/json")));
+        assert_eq!(
+            top.remove("datacontenttype"),
+            Some(json!("application/json"))
+        );
         let node = nvsentinel["data"]["healthEvent"]["nodeName"].clone();
         let subject = top.remove("subject");
         assert_eq!(subject, (node != "").then_some(node));

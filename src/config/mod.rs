@@ -206,11 +206,14 @@ pub struct RouteConfig {
 }
 
 /// A rule: `path: pattern` conditions that must all hold, plus an optional
-/// `receiver`. A nested map is shorthand for a longer path.
+/// CEL `expr` and an optional `receiver`. A nested map is shorthand for a longer path.
 #[derive(Debug, Default)]
 pub struct RuleConfig {
     /// The receiver this rule sends matching events to.
     pub receiver: Option<Spanned<String>>,
+    /// A CEL expression that must hold as well (ANDed with the
+    /// conditions); see `route::expr` for what `event` is.
+    pub expr: Option<Spanned<String>>,
     /// The conditions, in file order.
     pub conditions: Vec<(String, Spanned<PatternValue>)>,
 }

@@ -14,7 +14,7 @@ impl<'de> Deserialize<'de> for RuleConfig {
             type Value = RuleConfig;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
-                    "a rule: a map of `path: pattern` conditions and an optional `receiver`",
+                    "a rule: a map of `path: pattern` conditions, an optional CEL `expr` and an optional `receiver`",
                 )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RuleConfig, A::Error> {
@@ -25,6 +25,11 @@ impl<'de> Deserialize<'de> for RuleConfig {
                             return Err(de::Error::duplicate_field("receiver"));
                         }
                         rule.receiver = Some(map.next_value()?);
+                    } else if key == "expr" {
+                        if rule.expr.is_some() {
+                            return Err(de::Error::duplicate_field("expr"));
+                        }
+                        rule.expr = Some(map.next_value()?);
                     } else {
                         rule.conditions.push((key, map.next_value()?));
                     }

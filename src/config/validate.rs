@@ -153,7 +153,11 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
     }
 
     let mut used = vec![false; receivers.len()];
-    let routes = route::compile(&config.route, &by_name, &mut used, &mut diags);
+    let view = match mapper.as_ref().map(Mapper::profile) {
+        Some(Profile::Nvsentinel) => route::expr::View::Nvsentinel,
+        _ => route::expr::View::CloudEvent,
+    };
+    let routes = route::compile(&config.route, &by_name, &mut used, view, &mut diags);
     for (i, r) in config.receivers.iter().enumerate() {
         if by_name.get(r.name.value.as_str()) == Some(&i) && !used[i] {
             diags.warning(

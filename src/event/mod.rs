@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 pub use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
-use serde::ser::{Serialize, SerializeMap, Serializer};
 pub use path::{FieldPath, PathError, Scalar};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Serialises an event as one structured-mode JSON document (no newline).
 pub fn write_json(event: &Event, out: &mut Vec<u8>) {

@@ -6,23 +6,30 @@ use std::collections::HashMap;
 use crate::config::{Diagnostics, PatternValue, RouteConfig, RuleConfig, Spanned};
 use crate::event::{FieldPath, enums};
 
+use super::expr::{Expr, View};
 use super::{Condition, Node, Pattern, ReceiverId, RouteTree, Rule};
 
 /// Compiles the tree. `receivers` maps names to ids; every receiver a rule
 /// names is recorded in `used`.
+/// `view` is what `event` is in the rules' CEL expressions.
 pub fn compile(
     config: &RouteConfig,
     receivers: &HashMap<&str, ReceiverId>,
     used: &mut Vec<bool>,
+    view: View,
     diags: &mut Diagnostics,
 ) -> RouteTree {
     let mut cx = Cx {
         receivers,
         used,
         diags,
+        exprs: 0,
     };
+    let root = cx.node(config, "route");
     RouteTree {
-        root: cx.node(config, "route"),
+        root,
+        view,
+        has_exprs: cx.exprs > 0,
     }
 }
 
@@ -30,6 +37,7 @@ struct Cx<'a> {
     receivers: &'a HashMap<&'a str, ReceiverId>,
     used: &'a mut Vec<bool>,
     diags: &'a mut Diagnostics,
+    exprs: usize,
 }
 
 impl Cx<'_> {
@@ -86,11 +94,36 @@ impl Cx<'_> {
         for (key, value) in &config.conditions {
             self.conditions(key, value, place, &mut conditions);
         }
+        let expr = config.expr.as_ref().and_then(|x| self.expr(x, place));
         Rule {
             conditions: conditions.into(),
             receiver,
+            expr,
             place: place.into(),
             hits: Default::default(),
+            errors: Default::default(),
+        }
+    }
+
+    /// Compiles `expr:`. An error is placed at the value, and says where in
+    /// the expression the parser stopped.
+    fn expr(&mut self, x: &Spanned<String>, place: &str) -> Option<Expr> {
+        match Expr::compile(&x.value) {
+            Ok(e) => {
+                self.exprs += 1;
+                Some(e)
+            }
+            Err(e) => {
+                let within = match e.at {
+                    Some((line, col)) => format!(" (at {line}:{col} of the expression)"),
+                    None => String::new(),
+                };
+                self.diags.error(
+                    Some(x.referenced),
+                    format!("{place}.expr: {}{within}", e.message),
+                );
+                None
+            }
         }
     }
 

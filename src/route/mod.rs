@@ -4,8 +4,12 @@
 //! matches and names a receiver sends the event there. If every `match` rule
 //! matched (or there are none), each child route is processed in order. An
 //! event reaches each receiver at most once.
+//!
+//! A rule's conditions are path patterns and, optionally, a CEL expression
+//! (`expr:`, see [`expr`]), all of which must hold.
 
 mod compile;
+pub mod expr;
 mod pattern;
 #[cfg(test)]
 mod tests;
@@ -26,6 +30,10 @@ pub type ReceiverId = usize;
 #[derive(Debug, Clone, Default)]
 pub struct RouteTree {
     root: Node,
+    /// What `event` is in CEL expressions.
+    view: expr::View,
+    /// Whether any rule has an expression (else no view is ever built).
+    has_exprs: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -39,10 +47,14 @@ struct Node {
 struct Rule {
     conditions: Box<[Condition]>,
     receiver: Option<ReceiverId>,
+    /// A CEL expression that must hold too.
+    expr: Option<expr::Expr>,
     /// Where the rule is written: `route.routes[1].match[0]`.
     place: Arc<str>,
     /// Events this rule matched (shared by clones of the tree).
     hits: Arc<AtomicU64>,
+    /// Evaluation errors of `expr` (shared by clones of the tree).
+    errors: Arc<AtomicU64>,
 }
 
 /// What a rule does when it matches.
@@ -60,24 +72,60 @@ struct Condition {
     pattern: Pattern,
 }
 
+/// One event being routed, with its CEL view built on first use.
+struct Routed<'a> {
+    event: &'a Event,
+    kind: expr::View,
+    view: Option<cel::Value>,
+}
+
 impl Rule {
+    /// Whether the rule holds. `fail_open` is what an expression that
+    /// cannot be evaluated counts as: the answer that lets the event on
+    /// (false for a drop rule, true for a match rule).
     #[inline]
-    fn matches(&self, event: &Event) -> bool {
-        self.conditions
+    fn matches(&self, e: &mut Routed<'_>, fail_open: bool) -> bool {
+        let paths = self
+            .conditions
             .iter()
-            .all(|c| c.path.any(event, &mut |v| c.pattern.is_match(v)))
+            .all(|c| c.path.any(e.event, &mut |v| c.pattern.is_match(v)));
+        if !paths {
+            return false;
+        }
+        let Some(x) = &self.expr else {
+            return true;
+        };
+        let view = e.view.get_or_insert_with(|| expr::view(e.kind, e.event));
+        match x.eval(view) {
+            Ok(b) => b,
+            Err(reason) => {
+                let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                // The first failure of a rule and then one in 10,000: enough
+                // to see, not a log line per event.
+                if n == 1 || n % 10_000 == 0 {
+                    use crate::event::AttributesReader;
+                    tracing::warn!(
+                        rule = %self.place,
+                        event_id = %e.event.id(),
+                        errors = n,
+                        "CEL expression failed ({reason}); the event goes on as if the rule did not stop it"
+                    );
+                }
+                fail_open
+            }
+        }
     }
 }
 
 impl Node {
-    fn process(&self, event: &Event, out: &mut Vec<ReceiverId>) {
-        if let Some(rule) = self.drop.iter().find(|r| r.matches(event)) {
+    fn process(&self, e: &mut Routed<'_>, out: &mut Vec<ReceiverId>) {
+        if let Some(rule) = self.drop.iter().find(|r| r.matches(e, false)) {
             rule.hits.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let mut all = true;
         for rule in &self.matches {
-            if rule.matches(event) {
+            if rule.matches(e, true) {
                 rule.hits.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = rule.receiver
                     && !out.contains(&r)
@@ -90,7 +138,7 @@ impl Node {
         }
         if all {
             for child in &self.routes {
-                child.process(event, out);
+                child.process(e, out);
             }
         }
     }
@@ -101,7 +149,25 @@ impl RouteTree {
     /// delivery. Reuse `out` across calls: routing then allocates nothing.
     pub fn route(&self, event: &Event, out: &mut Vec<ReceiverId>) {
         out.clear();
-        self.root.process(event, out);
+        let mut e = Routed {
+            event,
+            kind: self.view,
+            view: None,
+        };
+        self.root.process(&mut e, out);
+    }
+
+    /// Whether any rule holds a CEL expression.
+    pub fn has_exprs(&self) -> bool {
+        self.has_exprs
+    }
+
+    /// CEL evaluation errors of every rule so far (each failed open).
+    pub fn expr_errors(&self) -> u64 {
+        let mut n = 0;
+        self.root
+            .visit(&mut |rule, _| n += rule.errors.load(Ordering::Relaxed));
+        n
     }
 
     /// Calls `f` with every rule's place, kind and match count.
@@ -116,11 +182,15 @@ impl RouteTree {
     pub fn inherit_counts(&mut self, old: &RouteTree) {
         let mut counters = HashMap::new();
         old.root.visit(&mut |rule, kind| {
-            counters.insert((rule.place.clone(), kind), rule.hits.clone());
+            counters.insert(
+                (rule.place.clone(), kind),
+                (rule.hits.clone(), rule.errors.clone()),
+            );
         });
         self.root.visit_mut(&mut |rule, kind| {
-            if let Some(hits) = counters.get(&(rule.place.clone(), kind)) {
+            if let Some((hits, errors)) = counters.get(&(rule.place.clone(), kind)) {
                 rule.hits = hits.clone();
+                rule.errors = errors.clone();
             }
         });
     }

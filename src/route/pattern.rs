@@ -252,7 +252,11 @@ mod tests {
             ("NONE", "12345", false),
         ];
         for (pattern, value, want) in cases {
-            assert_eq!(e(pattern).is_match(value), *want, "{pattern:?} vs {value:?}");
+            assert_eq!(
+                e(pattern).is_match(value),
+                *want,
+                "{pattern:?} vs {value:?}"
+            );
         }
     }
 
