@@ -71,7 +71,10 @@ impl Expr {
                     (line >= 1 && col >= 0).then_some((line as u64, col as u64 + 1))
                 }),
                 message: first
-                    .map(|e| format!("CEL syntax error: {}", e.msg))
+                    .map(|e| {
+                        let msg = e.msg.strip_prefix("Syntax error: ").unwrap_or(&e.msg);
+                        format!("CEL syntax error: {msg}")
+                    })
                     .unwrap_or_else(|| "CEL syntax error".to_owned()),
             }
         })?;

@@ -241,6 +241,36 @@ fn semantics_table() {
             &["a", "b"],
         ),
         (
+            "expr is ANDed with the path conditions",
+            r#"route: {match: [{data.x: 1, expr: "event.data.y == 'z'", receiver: a}, {data.x: 2, expr: "true", receiver: b}, {expr: "event.data.y == 'q'", receiver: c}]}"#,
+            r#"{"x":1,"y":"z"}"#,
+            &["a"],
+        ),
+        (
+            "expr in a drop rule drops",
+            r#"route: {drop: [{expr: "event.data.x > 0"}], match: [{receiver: a}]}"#,
+            r#"{"x":1}"#,
+            &[],
+        ),
+        (
+            "expr sees attributes",
+            r#"route: {match: [{expr: "event.type == 'test.event' && event.source.startsWith('te')", receiver: a}]}"#,
+            r#"{}"#,
+            &["a"],
+        ),
+        (
+            "an expr that fails lets the event on: a drop rule does not drop",
+            r#"route: {drop: [{expr: "event.data.nope == 1"}], match: [{receiver: a}]}"#,
+            r#"{"x":1}"#,
+            &["a"],
+        ),
+        (
+            "an expr that fails lets the event on: a match rule matches",
+            r#"route: {match: [{expr: "event.data.nope == 1", receiver: a}], routes: [{match: [{receiver: b}]}]}"#,
+            r#"{"x":1}"#,
+            &["a", "b"],
+        ),
+        (
             "deep trees",
             "route: {routes: [{match: [{data.a: 1}], routes: [{match: [{data.b: 2}], routes: [{match: [{receiver: e}]}]}]}]}",
             r#"{"a":1,"b":2}"#,
@@ -250,4 +280,37 @@ fn semantics_table() {
     for (name, tree, data, want) in cases {
         assert_eq!(route(tree, data), *want, "{name}");
     }
+}
+
+/// The tree counts each failed evaluation, per rule, across reloads.
+#[test]
+fn expr_errors_are_counted() {
+    let yaml = r#"
+source: {stdin: {}}
+mapping: {profile: raw, type: t, source: s}
+route:
+  drop: [{expr: "event.data.nope == 1"}]
+  match: [{expr: "event.data.x == 1", receiver: a}]
+receivers: [{name: a, stdout: {}}]
+"#;
+    let (compiled, _) = validate(&parse(yaml).unwrap()).unwrap();
+    assert!(compiled.routes.has_exprs());
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let event = compiled.mapper.map(br#"{"x":1}"#).unwrap();
+        compiled.routes.route(&event, &mut out);
+        assert_eq!(out, [0]);
+    }
+    assert_eq!(compiled.routes.expr_errors(), 3);
+    let (mut again, _) = validate(&parse(yaml).unwrap()).unwrap();
+    again.routes.inherit_counts(&compiled.routes);
+    assert_eq!(again.routes.expr_errors(), 3, "a reload keeps counting");
+}
+
+/// A tree without `expr` never builds a CEL view.
+#[test]
+fn plain_trees_have_no_exprs() {
+    let yaml = "source: {stdin: {}}\nmapping: {profile: raw, type: t, source: s}\nroute: {match: [{data.x: 1, receiver: a}]}\nreceivers: [{name: a, stdout: {}}]\n";
+    let (compiled, _) = validate(&parse(yaml).unwrap()).unwrap();
+    assert!(!compiled.routes.has_exprs());
 }
