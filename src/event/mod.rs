@@ -1,7 +1,9 @@
-//! The event model: CloudEvents 1.0 as the official SDK's [`Event`], and
-//! [`FieldPath`], the one way routes and templates read a field of it.
+//! The event model: CloudEvents 1.0 as the official SDK's [`Event`],
+//! [`FieldPath`], the one way routes and templates read a field of it, and
+//! [`trace`], the W3C trace context an event carries.
 
 mod path;
+pub mod trace;
 
 pub use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 pub use path::{FieldPath, PathError, Scalar};

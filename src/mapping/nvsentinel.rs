@@ -5,6 +5,10 @@
 //!
 //! Missing fields take protobuf zero values, as the Go driver would give; a
 //! field of the wrong type makes the document malformed.
+//!
+//! A document that carries NVSentinel's trace context (`metadata.trace_id`
+//! and `healtheventstatus.spanids["platform-connector"]`) gets it as the
+//! CloudEvents distributed tracing extension (`traceparent`).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
 use super::{MapError, derive_id, extjson};
+use crate::event::trace::{self, TraceParent};
 
 /// The CloudEvent `type` NVSentinel uses.
 pub const EVENT_TYPE: &str = "com.nvidia.nvsentinel.health.v1";
@@ -26,6 +31,29 @@ struct Document {
     created_at: Value,
     #[serde(default, deserialize_with = "nullable")]
     healthevent: Option<HealthEvent>,
+    #[serde(default, deserialize_with = "nullable")]
+    healtheventstatus: Status,
+}
+
+/// What the mapping reads of `healtheventstatus`: the span id NVSentinel's
+/// platform connector wrote when it stored the event (its trace id is in
+/// `healthevent.metadata.trace_id`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Status {
+    #[serde(alias = "span_ids", deserialize_with = "nullable")]
+    spanids: SpanIds,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SpanIds {
+    #[serde(
+        rename = "platform-connector",
+        alias = "platform_connector",
+        deserialize_with = "nullable"
+    )]
+    platform_connector: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -190,6 +218,11 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
             he.customrecommendedaction.into(),
         );
     }
+    // The platform connector's span: the context the event was created in.
+    let traceparent = he
+        .metadata
+        .get("trace_id")
+        .and_then(|t| TraceParent::from_ids(t, &doc.healtheventstatus.spanids.platform_connector));
     if !he.metadata.is_empty() {
         let m: Map<String, Value> = he
             .metadata
@@ -235,9 +268,13 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
     if !he.nodename.is_empty() {
         builder = builder.subject(he.nodename);
     }
-    builder
+    let mut event = builder
         .build()
-        .map_err(|e| MapError::new(record_id, format!("cannot build CloudEvent: {e}")))
+        .map_err(|e| MapError::new(record_id, format!("cannot build CloudEvent: {e}")))?;
+    if let Some(tp) = traceparent {
+        trace::set_extension(&mut event, &tp, None);
+    }
+    Ok(event)
 }
 
 /// Parses again, slowly, to say where a document is malformed.

@@ -175,7 +175,9 @@ impl Sink for HttpSink {
                             crate::event::write_json(&item.event, &mut b);
                             b
                         });
-                        let result = self.send(content_type(STRUCTURED), body).await;
+                        let mut headers = content_type(STRUCTURED);
+                        trace_headers(&mut headers, item);
+                        let result = self.send(headers, body).await;
                         if result != Delivery::Delivered {
                             return result;
                         }
@@ -184,7 +186,8 @@ impl Sink for HttpSink {
                 }
                 HttpMode::Binary => {
                     for item in items {
-                        let (headers, body) = binary(&item.event);
+                        let (mut headers, body) = binary(&item.event);
+                        trace_headers(&mut headers, item);
                         let result = self.send(headers, body).await;
                         if result != Delivery::Delivered {
                             return result;
@@ -198,6 +201,21 @@ impl Sink for HttpSink {
 
     fn wants_json(&self) -> bool {
         self.mode != HttpMode::Binary
+    }
+}
+
+/// The W3C `traceparent` (and `tracestate`) of a one-event request: the
+/// delivery attempt's span, or the event's own context. In binary mode the
+/// event's extension also goes as `ce-traceparent`, unchanged.
+fn trace_headers(headers: &mut HeaderMap, item: &Item) {
+    let Some((parent, state)) = super::binding::trace_context(item) else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&parent) {
+        headers.insert("traceparent", v);
+    }
+    if let Some(v) = state.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert("tracestate", v);
     }
 }
 
