@@ -276,7 +276,7 @@ impl HttpClient for Client {
         });
         let built = response
             .await?
-            .map_err(|e| crate::sink::http::client::describe(e))?;
+            .map_err(crate::sink::http::client::describe)?;
         Ok(built?)
     }
 }

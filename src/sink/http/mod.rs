@@ -287,4 +287,44 @@ mod tests {
         assert_eq!(h[CONTENT_TYPE], "application/json");
         assert_eq!(body, br#"{"a":1}"#);
     }
+
+    #[test]
+    fn trace_headers_carry_the_attempt_or_the_events_context() {
+        use crate::event::trace::{self, TraceParent};
+        let created =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let mut event = EventBuilderV10::new()
+            .id("1")
+            .ty("t")
+            .source("s")
+            .build()
+            .unwrap();
+        let mut item = Item {
+            event: Arc::new(event.clone()),
+            json: None,
+            trace: None,
+        };
+        let mut h = HeaderMap::new();
+        trace_headers(&mut h, &item);
+        assert!(h.is_empty(), "no context, no headers");
+        trace::set_extension(&mut event, &created, Some("congo=t61rcWkgMzE"));
+        item.event = Arc::new(event);
+        // Not tracing: the event's own context, hop and extension alike.
+        let (mut h, _) = binary(&item.event);
+        trace_headers(&mut h, &item);
+        assert_eq!(h["ce-traceparent"], created.to_string());
+        assert_eq!(h["traceparent"], created.to_string());
+        assert_eq!(h["tracestate"], "congo=t61rcWkgMzE");
+        // Tracing: the attempt's span is the hop; the extension stays.
+        let attempt = TraceParent {
+            span_id: [7; 8],
+            ..created
+        };
+        item.trace = Some(attempt);
+        let (mut h, _) = binary(&item.event);
+        trace_headers(&mut h, &item);
+        assert_eq!(h["ce-traceparent"], created.to_string());
+        assert_eq!(h["traceparent"], attempt.to_string());
+        assert!(h.get("tracestate").is_none());
+    }
 }
