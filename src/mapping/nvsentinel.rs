@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10, event::Event};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{MapError, derive_id, extjson};
@@ -24,20 +25,22 @@ use crate::event::trace::{self, TraceParent};
 pub const EVENT_TYPE: &str = "com.nvidia.nvsentinel.health.v1";
 
 #[derive(Deserialize)]
-struct Document {
+struct Document<'a> {
     #[serde(rename = "_id", default)]
     id: Value,
     #[serde(rename = "createdAt", default)]
     created_at: Value,
     #[serde(default, deserialize_with = "nullable")]
     healthevent: Option<HealthEvent>,
-    #[serde(default, deserialize_with = "nullable")]
-    healtheventstatus: Status,
+    /// Read only for a document with a trace id (most have none).
+    #[serde(default, borrow)]
+    healtheventstatus: Option<&'a RawValue>,
 }
 
 /// What the mapping reads of `healtheventstatus`: the span id NVSentinel's
 /// platform connector wrote when it stored the event (its trace id is in
-/// `healthevent.metadata.trace_id`).
+/// `healthevent.metadata.trace_id`). A status it cannot read just gives no
+/// trace context.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Status {
@@ -219,10 +222,10 @@ pub fn map(record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapErr
         );
     }
     // The platform connector's span: the context the event was created in.
-    let traceparent = he
-        .metadata
-        .get("trace_id")
-        .and_then(|t| TraceParent::from_ids(t, &doc.healtheventstatus.spanids.platform_connector));
+    let traceparent = he.metadata.get("trace_id").and_then(|t| {
+        let status: Status = serde_json::from_str(doc.healtheventstatus?.get()).ok()?;
+        TraceParent::from_ids(t, &status.spanids.platform_connector)
+    });
     if !he.metadata.is_empty() {
         let m: Map<String, Value> = he
             .metadata
