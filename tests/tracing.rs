@@ -418,3 +418,82 @@ async fn tracing_off_sends_the_documents_context_on_and_exports_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mongodb_backfill_has_its_span() {
+    const N: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(dir.path().join("spans.jsonl"));
+    let uri = support::mongo::shared_uri().await;
+    let db = support::mongo::unique_db("tracing");
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let events = client
+        .database(&db)
+        .collection::<mongodb::bson::Document>("HealthEvents");
+    let mut docs = support::mongo::fresh_documents(N, chrono::Utc::now());
+    let (trace_id, span_id) = ("7ace0000000000000000000000000b0f", "0c00000000000b0f");
+    let he = docs[0].get_document_mut("healthevent").unwrap();
+    he.get_document_mut("metadata")
+        .unwrap()
+        .insert("trace_id", trace_id);
+    docs[0]
+        .get_document_mut("healtheventstatus")
+        .unwrap()
+        .insert(
+            "spanids",
+            mongodb::bson::doc! {"platform-connector": span_id},
+        );
+    events.insert_many(&docs).await.unwrap();
+    let out = dir.path().join("out.jsonl");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata: {{cluster: test}}\n\
+             source:\n  mongodb:\n    uri: \"{uri}\"\n    database: {db}\n    resumeTokens: {{database: {db}}}\n\
+             \x20   backfill: {{enabled: true, maxAge: 1h}}\n\
+             state: {{dir: {state}, flushInterval: 100ms}}\n\
+             telemetry: {{tracing: {{enabled: true, protocol: http/protobuf, endpoint: \"http://127.0.0.1:{port}\"}}}}\n\
+             route: {{match: [{{receiver: out}}]}}\n\
+             receivers: [{{name: out, file: {{path: {out}}}}}]\n",
+            state = dir.path().join("state").display(),
+            port = collector.http_port,
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    let mut process = Process::run(&config, &[]);
+    support::wait_json_lines(&out, N, &process, Duration::from_secs(60)).await;
+    process
+        .wait_for("backfill done", Duration::from_secs(30))
+        .await;
+    assert!(process.terminate().success(), "{}", process.log());
+    let spans = collector.spans();
+    let backfill: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "event_exporter.backfill")
+        .collect();
+    assert_eq!(backfill.len(), 1, "{spans:?}");
+    assert_eq!(
+        backfill[0]["attributes"]["event_exporter.backfill.status"],
+        "succeeded"
+    );
+    assert_eq!(
+        backfill[0]["attributes"]["event_exporter.backfill.events_processed"],
+        N
+    );
+    let process_events: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "event_exporter.process_event")
+        .collect();
+    assert_eq!(process_events.len(), N);
+    let joined: Vec<&&Value> = process_events
+        .iter()
+        .filter(|s| s["traceId"] == trace_id)
+        .collect();
+    assert_eq!(joined.len(), 1, "the traced document joins its trace");
+    assert_eq!(
+        joined[0]["links"],
+        json!([{"traceId": trace_id, "spanId": span_id}])
+    );
+}
