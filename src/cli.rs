@@ -15,6 +15,8 @@ use crate::event::AttributesReader;
 use crate::leader::Lease;
 use crate::plugin::{PluginSpec, Plugins};
 use crate::reload::Reloader;
+use crate::telemetry::otlp::Tracing;
+use crate::telemetry::traces::Tracer;
 use crate::telemetry::{Role, Telemetry};
 
 const EXAMPLES: &str = "\
@@ -267,7 +269,7 @@ fn run(path: &Path) -> ExitCode {
     runtime().block_on(serve(path, compiled))
 }
 
-/// Telemetry, leader election, then [`export`].
+/// Telemetry and tracing, leader election, then [`export`].
 async fn serve(path: &Path, compiled: Compiled) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -282,9 +284,32 @@ async fn serve(path: &Path, compiled: Compiled) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let tracing = match compiled.tracing.as_ref().map(Tracing::start).transpose() {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            error!(error = %e, "cannot start tracing");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tracer = tracing.as_ref().map(Tracing::tracer);
+    let code = lead_and_export(path, compiled, telemetry, tracer, shutdown).await;
+    if let Some(tracing) = tracing {
+        tracing.shutdown().await;
+    }
+    code
+}
+
+/// Leader election (when enabled), then [`export`].
+async fn lead_and_export(
+    path: &Path,
+    compiled: Compiled,
+    telemetry: Arc<Telemetry>,
+    tracer: Option<Tracer>,
+    shutdown: CancellationToken,
+) -> ExitCode {
     let (Some(spec), SourceSpec::Mongodb(mongo)) = (compiled.leader.clone(), &compiled.source)
     else {
-        return export(path, compiled, telemetry, shutdown).await;
+        return export(path, compiled, telemetry, tracer, shutdown).await;
     };
     let lease = match Lease::connect(&mongo.uri, &mongo.database, spec).await {
         Ok(lease) => lease,
@@ -313,7 +338,7 @@ async fn serve(path: &Path, compiled: Compiled) -> ExitCode {
         lost.cancelled().await;
     };
     tokio::select! {
-        code = export(path, compiled, telemetry, shutdown) => {
+        code = export(path, compiled, telemetry, tracer, shutdown) => {
             stop.cancel();
             lease.release().await;
             code
@@ -330,6 +355,7 @@ async fn export(
     path: &Path,
     compiled: Compiled,
     telemetry: Arc<Telemetry>,
+    tracer: Option<Tracer>,
     shutdown: CancellationToken,
 ) -> ExitCode {
     let (reloads, reloaded) = tokio::sync::mpsc::channel(1);
@@ -340,6 +366,7 @@ async fn export(
     let options = crate::pipeline::Options {
         reloads: Some(reloaded),
         telemetry: Some(telemetry),
+        tracer,
         ..Default::default()
     };
     match crate::pipeline::run_with(compiled, options, shutdown).await {

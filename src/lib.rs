@@ -7,7 +7,8 @@
 //!
 //! - [`config`]: the YAML shape, `${…}` expansion, diagnostics with line and
 //!   column, and validation that compiles the runtime pieces.
-//! - [`event`]: the CloudEvent model (the official SDK) and field paths.
+//! - [`event`]: the CloudEvent model (the official SDK), field paths, W3C
+//!   trace context (the distributed tracing extension).
 //! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`,
 //!   `kubernetes-event`, `nomad`).
 //! - [`route`]: the compiled route tree and its patterns.
@@ -23,7 +24,8 @@
 //!   shutdown.
 //! - [`reload`]: watches the config file (and SIGHUP) and hands validated
 //!   configs to the pipeline.
-//! - [`telemetry`]: Prometheus metrics, `/healthz`, `/readyz`.
+//! - [`telemetry`]: Prometheus metrics, `/healthz`, `/readyz`; OpenTelemetry
+//!   spans per event and their OTLP exporter.
 //! - [`leader`]: leader election with a lease document in MongoDB.
 //! - [`state`]: where source positions are persisted.
 //! - [`cli`]: the `switchyard` command line.

@@ -19,7 +19,10 @@ pub use serde_saphyr::Spanned;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use expand::{ExpandError, expand, expand_with};
-pub use ops::{LeaderElectionConfig, LeaderSpec, TelemetryConfig, TelemetrySpec};
+pub use ops::{
+    LeaderElectionConfig, LeaderSpec, OtlpProtocol, TelemetryConfig, TelemetrySpec, TracingConfig,
+    TracingSpec,
+};
 pub use types::{ByteSize, Duration};
 pub use validate::{
     BatchSpec, Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec, validate,

@@ -31,6 +31,8 @@ pub struct Compiled {
     pub shutdown_timeout: std::time::Duration,
     /// The metrics and health server, if configured.
     pub telemetry: Option<super::TelemetrySpec>,
+    /// OpenTelemetry traces, if enabled.
+    pub tracing: Option<super::TracingSpec>,
     /// Leader election, if enabled.
     pub leader: Option<super::LeaderSpec>,
 }
@@ -184,6 +186,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
     );
 
     let telemetry = super::ops::telemetry(config.telemetry.as_ref(), &mut diags);
+    let tracing = super::ops::tracing(config.telemetry.as_ref(), &mut diags);
     let leader = super::ops::leader(
         config.leader_election.as_ref(),
         matches!(source, Some(SourceSpec::Mongodb(_))),
@@ -213,6 +216,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
         plugin_cache: plugin_cache.expect("no errors means a plugin cache dir"),
         shutdown_timeout: config.shutdown_timeout.0,
         telemetry,
+        tracing,
         leader,
     };
     Ok((compiled, diags))

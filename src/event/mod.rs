@@ -1,8 +1,10 @@
-//! The event model: CloudEvents 1.0 as the official SDK's [`Event`], and
-//! [`FieldPath`], the one way routes and templates read a field of it.
+//! The event model: CloudEvents 1.0 as the official SDK's [`Event`],
+//! [`FieldPath`], the one way routes and templates read a field of it, and
+//! [`trace`], the W3C trace context an event carries.
 
 pub mod enums;
 mod path;
+pub mod trace;
 
 use std::fmt::Write as _;
 

@@ -9,29 +9,60 @@
 //!
 //! Missing fields take protobuf zero values, as the Go driver would give; a
 //! field of the wrong type makes the document malformed.
+//!
+//! A document that carries NVSentinel's trace context (`metadata.trace_id`
+//! and `healtheventstatus.spanids["platform-connector"]`) gets it as the
+//! CloudEvents distributed tracing extension (`traceparent`).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10, event::Event};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{MapError, derive_id, extjson};
 use crate::config::EnumStyle;
 use crate::event::enums;
+use crate::event::trace::{self, TraceParent};
 
 /// The CloudEvent `type` NVSentinel uses.
 pub const EVENT_TYPE: &str = "com.nvidia.nvsentinel.health.v1";
 
 #[derive(Deserialize)]
-struct Document {
+struct Document<'a> {
     #[serde(rename = "_id", default)]
     id: Value,
     #[serde(rename = "createdAt", default)]
     created_at: Value,
     #[serde(default, deserialize_with = "nullable")]
     healthevent: Option<HealthEvent>,
+    /// Read only for a document with a trace id (most have none).
+    #[serde(default, borrow)]
+    healtheventstatus: Option<&'a RawValue>,
+}
+
+/// What the mapping reads of `healtheventstatus`: the span id NVSentinel's
+/// platform connector wrote when it stored the event (its trace id is in
+/// `healthevent.metadata.trace_id`). A status it cannot read just gives no
+/// trace context.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Status {
+    #[serde(alias = "span_ids", deserialize_with = "nullable")]
+    spanids: SpanIds,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SpanIds {
+    #[serde(
+        rename = "platform-connector",
+        alias = "platform_connector",
+        deserialize_with = "nullable"
+    )]
+    platform_connector: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -179,6 +210,11 @@ pub fn map(
             he.customrecommendedaction.into(),
         );
     }
+    // The platform connector's span: the context the event was created in.
+    let traceparent = he.metadata.get("trace_id").and_then(|t| {
+        let status: Status = serde_json::from_str(doc.healtheventstatus?.get()).ok()?;
+        TraceParent::from_ids(t, &status.spanids.platform_connector)
+    });
     if !he.metadata.is_empty() {
         let m: Map<String, Value> = he
             .metadata
@@ -225,9 +261,13 @@ pub fn map(
     if !he.nodename.is_empty() {
         builder = builder.subject(he.nodename);
     }
-    builder
+    let mut event = builder
         .build()
-        .map_err(|e| MapError::new(record_id, format!("cannot build CloudEvent: {e}")))
+        .map_err(|e| MapError::new(record_id, format!("cannot build CloudEvent: {e}")))?;
+    if let Some(tp) = traceparent {
+        trace::set_extension(&mut event, &tp, None);
+    }
+    Ok(event)
 }
 
 /// Parses again, slowly, to say where a document is malformed.

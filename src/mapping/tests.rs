@@ -269,3 +269,43 @@ fn cloudevents_profile() {
         e.reason
     );
 }
+
+#[test]
+fn nvsentinel_trace_context_becomes_the_traceparent_extension() {
+    use crate::event::trace::TraceParent;
+    let first = SAMPLES.lines().next().unwrap();
+    let mut doc: Value = serde_json::from_str(first).unwrap();
+    assert_eq!(
+        TraceParent::of_event(&nvsentinel().map(first.as_bytes()).unwrap()),
+        None,
+        "the samples carry no trace context"
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    doc["healthevent"]["metadata"]["trace_id"] = json!(trace_id);
+    // A trace id without the platform connector's span: nothing to link to.
+    let event = nvsentinel().map(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(TraceParent::of_event(&event), None);
+    for key in ["platform-connector", "platform_connector"] {
+        doc["healtheventstatus"]["spanids"] =
+            json!({key: "00f067aa0ba902b7", "fault-quarantine": "1111111111111111"});
+        let event = nvsentinel().map(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            to_json(&event)["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "{key}"
+        );
+        // The trace id stays in the data, as NVSentinel sends it.
+        assert_eq!(
+            to_json(&event)["data"]["healthEvent"]["metadata"]["trace_id"],
+            trace_id
+        );
+    }
+    // Not hex: no extension, and the document still maps.
+    doc["healtheventstatus"]["spanids"] = json!({"platform-connector": "not a span id"});
+    let event = nvsentinel().map(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(TraceParent::of_event(&event), None);
+    // A status of the wrong shape gives no trace context; the event maps.
+    doc["healtheventstatus"] = json!({"spanids": {"platform-connector": 7}});
+    let event = nvsentinel().map(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(TraceParent::of_event(&event), None);
+}

@@ -135,7 +135,11 @@ pub async fn replay(
                     crate::event::write_json(&event, &mut buf);
                     buf
                 });
-                Item { event, json }
+                Item {
+                    event,
+                    json,
+                    trace: None,
+                }
             })
             .collect();
         let mut backoff = super::retry::Backoff::new(&spec.retry);

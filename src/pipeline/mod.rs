@@ -36,14 +36,16 @@ use crate::plugin::Plugins;
 use crate::sink;
 use crate::source::{self, Payload, Record, SourceContext, SourceError};
 use crate::state::{PositionStore, StateError};
+use crate::telemetry::traces::{EventSpan, Tracer};
 use crate::telemetry::{Live, Telemetry};
 use topology::{Routing, Topology};
 
 /// An event in a receiver's queue.
-#[derive(Debug)]
 pub struct Queued {
     pub event: Arc<Event>,
     pub seq: u64,
+    /// Its `process_event` span, when tracing.
+    pub span: Option<Arc<EventSpan>>,
 }
 
 /// Why a run failed.
@@ -84,6 +86,8 @@ pub struct Options {
     pub reloads: Option<mpsc::Receiver<Reload>>,
     /// Where metrics and health checks see the running pipeline.
     pub telemetry: Option<Arc<Telemetry>>,
+    /// Spans for every event, when tracing is on.
+    pub tracer: Option<Tracer>,
 }
 
 /// Runs until the source ends (and everything is delivered) or `shutdown`
@@ -152,6 +156,7 @@ async fn run_loaded(
         tracker: tracker.clone(),
         stats: stats.clone(),
         telemetry: options.telemetry.clone(),
+        tracer: options.tracer.clone(),
     };
     router.publish(&routing);
 
@@ -224,6 +229,7 @@ struct Router {
     tracker: Arc<Tracker>,
     stats: Arc<Stats>,
     telemetry: Option<Arc<Telemetry>>,
+    tracer: Option<Tracer>,
 }
 
 impl Router {
@@ -250,7 +256,8 @@ impl Router {
                         break;
                     }
                     for record in batch.drain(..) {
-                        route_one(&routing, record, &mut targets, &self.tracker, &self.stats).await;
+                        let tracer = self.tracer.as_ref();
+                        route_one(&routing, record, &mut targets, &self.tracker, &self.stats, tracer).await;
                     }
                 }
             }
@@ -297,7 +304,9 @@ async fn route_one(
     targets: &mut Vec<usize>,
     tracker: &Tracker,
     stats: &Stats,
+    tracer: Option<&Tracer>,
 ) {
+    let read = tracer.map(|_| std::time::SystemTime::now());
     let line = match record.payload {
         Payload::Line(line) => line,
         Payload::Checkpoint => {
@@ -313,7 +322,7 @@ async fn route_one(
         }
     };
     stats.read.fetch_add(1, Ordering::Relaxed);
-    let event = match routing.mapper.map(&line) {
+    let mut event = match routing.mapper.map(&line) {
         Ok(event) => event,
         Err(e) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -323,20 +332,26 @@ async fn route_one(
         }
     };
     stats.mapped.fetch_add(1, Ordering::Relaxed);
+    let span = match (tracer, read) {
+        (Some(tracer), Some(read)) => Some(tracer.process_event(&mut event, read)),
+        _ => None,
+    };
     if routing.transforms.is_empty() {
         routing.routes.route(&event, targets);
+        let span = span.and_then(|s| s.routed(targets.len()));
         if targets.is_empty() {
             stats.unrouted.fetch_add(1, Ordering::Relaxed);
             tracker.begin(0, record.position, record.done);
             return;
         }
         let seq = tracker.begin(targets.len() as u32, record.position, record.done);
-        enqueue(routing, Arc::new(event), seq, targets).await;
+        enqueue(routing, Arc::new(event), seq, targets, span).await;
         return;
     }
     // A transform may split the event: the record is finished when every
     // receiver of every resulting event is.
     let events = routing.transforms.apply(event, stats).await;
+    let dropped = events.is_empty();
     let mut routed = Vec::with_capacity(events.len());
     let mut total = 0u32;
     for event in events {
@@ -349,18 +364,29 @@ async fn route_one(
         routed.push((Arc::new(event), targets.clone()));
     }
     let seq = tracker.begin(total, record.position, record.done);
+    let span = span.and_then(|s| match dropped {
+        true => s.filtered(),
+        false => s.routed(total as usize),
+    });
     for (event, targets) in routed {
-        enqueue(routing, event, seq, &targets).await;
+        enqueue(routing, event, seq, &targets, span.clone()).await;
     }
 }
 
 /// Queues `event` for each receiver in `targets` (waiting while a queue is full).
-async fn enqueue(routing: &Routing, event: Arc<Event>, seq: u64, targets: &[usize]) {
+async fn enqueue(
+    routing: &Routing,
+    event: Arc<Event>,
+    seq: u64,
+    targets: &[usize],
+    span: Option<Arc<EventSpan>>,
+) {
     for &r in targets {
         let queue = &routing.queues[r];
         let queued = Queued {
             event: event.clone(),
             seq,
+            span: span.clone(),
         };
         if !queue.send(queued).await {
             error!(receiver = %queue.name, "receiver task is gone; its events stay unfinished");

@@ -25,6 +25,7 @@ use super::{Queued, ReceiverStats, Stats, ack::Tracker};
 use crate::config::{BatchSpec, ReceiverSpec, RetryConfig};
 use crate::event::{AttributesReader, Event};
 use crate::sink::{Delivery, Item, Sink};
+use crate::telemetry::traces::{BatchTrace, EventSpan, Outcome};
 use crate::transform::Chain;
 
 /// The settings a reload may replace while deliveries run.
@@ -43,6 +44,14 @@ impl Settings {
             retry: spec.retry.clone(),
             dead_letters: spec.dead_letter.clone().map(DeadLetters::new),
         })
+    }
+
+    /// What becomes of events given up on: dead-lettered, or lost.
+    fn given_up(&self) -> Outcome {
+        match self.dead_letters {
+            Some(_) => Outcome::DeadLettered,
+            None => Outcome::Lost,
+        }
     }
 }
 
@@ -111,13 +120,18 @@ pub struct ReceiverTask {
     transforms: Chain,
     /// Items taken from the queue but not yet batched: one that did not fit
     /// the last batch, or the rest of a split.
-    ready: VecDeque<(Item, u64)>,
+    ready: VecDeque<Ready>,
 }
+
+/// An item with its record's sequence number and, when tracing, its span.
+type Ready = (Item, u64, Option<Arc<EventSpan>>);
 
 /// A batch on its way to the sink.
 struct Batch {
     items: Vec<Item>,
     seqs: Vec<u64>,
+    /// The items' spans, in order; empty when tracing is off.
+    spans: Vec<Arc<EventSpan>>,
 }
 
 impl ReceiverTask {
@@ -173,7 +187,10 @@ impl ReceiverTask {
             };
             let shared = self.shared.clone();
             deliveries.spawn(async move {
-                shared.deliver(std::mem::take(&mut batch.items)).await;
+                let spans = std::mem::take(&mut batch.spans);
+                shared
+                    .deliver(std::mem::take(&mut batch.items), spans)
+                    .await;
                 shared.tracker.finish(&batch.seqs);
                 drop(slot);
             });
@@ -235,13 +252,14 @@ impl ReceiverTask {
         }
     }
 
-    fn item(&self, event: Arc<Event>, seq: u64) -> (Item, u64) {
+    fn item(&self, event: Arc<Event>, seq: u64, span: Option<Arc<EventSpan>>) -> Ready {
         let json = self.shared.settings().sink.wants_json().then(|| {
             let mut buf = Vec::with_capacity(1024);
             crate::event::write_json(&event, &mut buf);
             buf
         });
-        (Item { event, json }, seq)
+        let trace = None;
+        (Item { event, json, trace }, seq, span)
     }
 
     /// Turns a queued event into ready items: itself, or what this
@@ -249,7 +267,7 @@ impl ReceiverTask {
     /// the record waits for each).
     async fn take(&mut self, queued: Queued) {
         if self.transforms.is_empty() {
-            let item = self.item(queued.event, queued.seq);
+            let item = self.item(queued.event, queued.seq, queued.span);
             self.ready.push_back(item);
             return;
         }
@@ -262,7 +280,7 @@ impl ReceiverTask {
                     self.shared.tracker.extend(queued.seq, n as u32 - 1);
                 }
                 for event in events {
-                    let item = self.item(Arc::new(event), queued.seq);
+                    let item = self.item(Arc::new(event), queued.seq, queued.span.clone());
                     self.ready.push_back(item);
                 }
             }
@@ -272,7 +290,7 @@ impl ReceiverTask {
     /// The next item: a ready one, or one from the queue — waiting for it
     /// until `deadline` (`None`: as long as it takes; now: only what is
     /// there). `None` when there is none by then or the queue is closed.
-    async fn next_item(&mut self, deadline: Option<tokio::time::Instant>) -> Option<(Item, u64)> {
+    async fn next_item(&mut self, deadline: Option<tokio::time::Instant>) -> Option<Ready> {
         loop {
             if let Some(item) = self.ready.pop_front() {
                 return Some(item);
@@ -296,19 +314,22 @@ impl ReceiverTask {
         let mut batch = Batch {
             items: vec![first.0],
             seqs: vec![first.1],
+            spans: first.2.into_iter().collect(),
         };
         while batch.items.len() < self.batch.max_events {
-            let Some((item, seq)) = self.next_item(Some(deadline)).await else {
+            let Some((item, seq, span)) = self.next_item(Some(deadline)).await else {
                 break;
             };
             let size = encoded(&item);
             if self.batch.max_bytes.is_some_and(|max| bytes + size > max) {
-                self.ready.push_front((item, seq));
+                self.ready.push_front((item, seq, span));
                 break;
             }
             bytes += size;
             batch.items.push(item);
             batch.seqs.push(seq);
+            // Tracing is on for every event or for none.
+            batch.spans.extend(span);
         }
         Some(batch)
     }
@@ -317,12 +338,13 @@ impl ReceiverTask {
 impl Shared {
     /// Delivers one batch until it is delivered, dead-lettered or rejected.
     /// Each attempt uses the settings in force when it starts.
-    async fn deliver(&self, mut items: Vec<Item>) {
+    async fn deliver(&self, mut items: Vec<Item>, spans: Vec<Arc<EventSpan>>) {
         let first = Utc::now();
         let mut settings = self.settings();
         let mut backoff = Backoff::new(&settings.retry);
         let mut attempts = 0u32;
         self.counters.batch_size.observe(items.len() as f64);
+        let mut trace = BatchTrace::new(&settings.name, spans);
         loop {
             let n = items.len() as u64;
             attempts = attempts.saturating_add(1);
@@ -345,19 +367,31 @@ impl Shared {
                     item.json = Some(buf);
                 }
             }
+            if let Some(t) = &mut trace {
+                t.attempt(attempts, &mut items);
+            }
             let started = std::time::Instant::now();
             let delivery = settings.sink.deliver(&items).await;
             self.counters
                 .latency
                 .observe(started.elapsed().as_secs_f64());
+            if let Some(t) = &mut trace {
+                t.attempted(&delivery);
+            }
             let (reason, after) = match delivery {
                 Delivery::Delivered => {
                     self.delivered(n);
+                    if let Some(t) = &mut trace {
+                        t.finish_all(Outcome::Delivered, attempts, None);
+                    }
                     return;
                 }
                 Delivery::Reject(reason) => {
                     self.reject(&settings, &items, &reason, attempts, first)
                         .await;
+                    if let Some(t) = &mut trace {
+                        t.finish_all(settings.given_up(), attempts, Some(&reason));
+                    }
                     return;
                 }
                 Delivery::Retry { reason, after } => (reason, after),
@@ -366,12 +400,20 @@ impl Shared {
                     // are retried as a smaller batch.
                     let mut retry = None;
                     let mut again = Vec::new();
-                    for (item, outcome) in items
+                    let mut keep = Vec::with_capacity(items.len());
+                    for (i, (item, outcome)) in items
                         .into_iter()
                         .zip(each.into_iter().map(Delivery::overall))
+                        .enumerate()
                     {
+                        keep.push(matches!(outcome, Delivery::Retry { .. }));
                         match outcome {
-                            Delivery::Delivered => self.delivered(1),
+                            Delivery::Delivered => {
+                                self.delivered(1);
+                                if let Some(t) = &mut trace {
+                                    t.finish(i, Outcome::Delivered, attempts, None);
+                                }
+                            }
                             Delivery::Reject(reason) => {
                                 self.reject(
                                     &settings,
@@ -381,6 +423,9 @@ impl Shared {
                                     first,
                                 )
                                 .await;
+                                if let Some(t) = &mut trace {
+                                    t.finish(i, settings.given_up(), attempts, Some(&reason));
+                                }
                             }
                             Delivery::Retry { reason, after } => {
                                 retry.get_or_insert((reason, after));
@@ -388,6 +433,9 @@ impl Shared {
                             }
                             Delivery::Each(_) => unreachable!("overall() folds"),
                         }
+                    }
+                    if let Some(t) = &mut trace {
+                        t.retain(&keep);
                     }
                     items = again;
                     match retry {
@@ -401,6 +449,9 @@ impl Shared {
             if retries_spent && settings.dead_letters.is_some() {
                 self.give_up(&settings, &items, &reason, attempts, first)
                     .await;
+                if let Some(t) = &mut trace {
+                    t.finish_all(Outcome::DeadLettered, attempts, Some(&reason));
+                }
                 return;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);

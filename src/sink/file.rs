@@ -141,6 +141,7 @@ mod tests {
                 Item {
                     event: Arc::new(e),
                     json: None,
+                    trace: None,
                 }
             })
             .collect()

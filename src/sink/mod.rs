@@ -90,6 +90,10 @@ impl Delivery {
 pub struct Item {
     pub event: Arc<Event>,
     pub json: Option<Vec<u8>>,
+    /// The delivery attempt's span, when tracing: what a sink sends as its
+    /// transport's trace header (HTTP's `traceparent`). Without it, the
+    /// event's own `traceparent` extension is sent on.
+    pub trace: Option<crate::event::trace::TraceParent>,
 }
 
 /// A receiver. Deliveries may run concurrently (up to the receiver's

@@ -1,13 +1,16 @@
 //! What operators watch: Prometheus metrics (`metrics.rs`, read from the
 //! pipeline's counters at scrape time), health (`/healthz`, `/readyz`) and
-//! the HTTP server for both (`server.rs`).
+//! the HTTP server for both (`server.rs`); OpenTelemetry traces of every
+//! event (`traces.rs`: the spans; `otlp.rs`: the exporter and its settings).
 //!
 //! [`Telemetry`] is the meeting point: the pipeline publishes what runs now
 //! ([`Live`], replaced on every reload), the reloader counts reloads, leader
 //! election sets the role.
 
 mod metrics;
+pub mod otlp;
 mod server;
+pub mod traces;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -175,7 +175,9 @@ impl Sink for HttpSink {
                             crate::event::write_json(&item.event, &mut b);
                             b
                         });
-                        let result = self.send(content_type(STRUCTURED), body).await;
+                        let mut headers = content_type(STRUCTURED);
+                        trace_headers(&mut headers, item);
+                        let result = self.send(headers, body).await;
                         if result != Delivery::Delivered {
                             return result;
                         }
@@ -184,7 +186,8 @@ impl Sink for HttpSink {
                 }
                 HttpMode::Binary => {
                     for item in items {
-                        let (headers, body) = binary(&item.event);
+                        let (mut headers, body) = binary(&item.event);
+                        trace_headers(&mut headers, item);
                         let result = self.send(headers, body).await;
                         if result != Delivery::Delivered {
                             return result;
@@ -198,6 +201,21 @@ impl Sink for HttpSink {
 
     fn wants_json(&self) -> bool {
         self.mode != HttpMode::Binary
+    }
+}
+
+/// The W3C `traceparent` (and `tracestate`) of a one-event request: the
+/// delivery attempt's span, or the event's own context. In binary mode the
+/// event's extension also goes as `ce-traceparent`, unchanged.
+fn trace_headers(headers: &mut HeaderMap, item: &Item) {
+    let Some((parent, state)) = super::binding::trace_context(item) else {
+        return;
+    };
+    if let Ok(v) = HeaderValue::from_str(&parent) {
+        headers.insert("traceparent", v);
+    }
+    if let Some(v) = state.and_then(|s| HeaderValue::from_str(s).ok()) {
+        headers.insert("tracestate", v);
     }
 }
 
@@ -269,5 +287,45 @@ mod tests {
         assert_eq!(h["ce-time"], "2026-10-01T00:00:00.65Z");
         assert_eq!(h[CONTENT_TYPE], "application/json");
         assert_eq!(body, br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn trace_headers_carry_the_attempt_or_the_events_context() {
+        use crate::event::trace::{self, TraceParent};
+        let created =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let mut event = EventBuilderV10::new()
+            .id("1")
+            .ty("t")
+            .source("s")
+            .build()
+            .unwrap();
+        let mut item = Item {
+            event: Arc::new(event.clone()),
+            json: None,
+            trace: None,
+        };
+        let mut h = HeaderMap::new();
+        trace_headers(&mut h, &item);
+        assert!(h.is_empty(), "no context, no headers");
+        trace::set_extension(&mut event, &created, Some("congo=t61rcWkgMzE"));
+        item.event = Arc::new(event);
+        // Not tracing: the event's own context, hop and extension alike.
+        let (mut h, _) = binary(&item.event);
+        trace_headers(&mut h, &item);
+        assert_eq!(h["ce-traceparent"], created.to_string());
+        assert_eq!(h["traceparent"], created.to_string());
+        assert_eq!(h["tracestate"], "congo=t61rcWkgMzE");
+        // Tracing: the attempt's span is the hop; the extension stays.
+        let attempt = TraceParent {
+            span_id: [7; 8],
+            ..created
+        };
+        item.trace = Some(attempt);
+        let (mut h, _) = binary(&item.event);
+        trace_headers(&mut h, &item);
+        assert_eq!(h["ce-traceparent"], created.to_string());
+        assert_eq!(h["traceparent"], attempt.to_string());
+        assert!(h.get("tracestate").is_none());
     }
 }

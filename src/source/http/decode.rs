@@ -2,12 +2,18 @@
 //! structured, binary or batch mode becomes structured-mode JSON lines (one
 //! per event), each checked to be a valid CloudEvent 1.0. A batch is all or
 //! nothing: one bad event rejects the request, naming it.
+//!
+//! The request's W3C `traceparent` (and `tracestate`) header continues in
+//! the events: an event without a distributed tracing extension of its own
+//! gets the header's as its `traceparent` attribute.
 
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::event::trace::{self, TraceParent};
 
 /// Why a request holds no acceptable events.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -60,8 +66,9 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Lines, DecodeError> {
         })
         .unwrap_or_default();
     let mut lines = Lines::default();
+    let trace = TraceHeaders::of(headers);
     if media == "application/cloudevents-batch+json" {
-        let events: Vec<Value> = serde_json::from_slice(body)
+        let mut events: Vec<Value> = serde_json::from_slice(body)
             .map_err(|e| invalid(format!("the batch is not a JSON array: {e}")))?;
         if events.is_empty() {
             return Err(invalid("the batch holds no events"));
@@ -69,17 +76,22 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Lines, DecodeError> {
         for (i, event) in events.iter().enumerate() {
             check(event).map_err(|e| invalid(format!("batch event {i} (from 0): {e}")))?;
         }
-        events.iter().for_each(|e| lines.push(e));
+        for event in &mut events {
+            trace.continue_in(event);
+            lines.push(event);
+        }
     } else if media == "application/cloudevents+json" {
-        let event: Value = serde_json::from_slice(body)
+        let mut event: Value = serde_json::from_slice(body)
             .map_err(|e| invalid(format!("the body is not JSON: {e}")))?;
         check(&event).map_err(invalid)?;
+        trace.continue_in(&mut event);
         lines.push(&event);
     } else if media.starts_with("application/cloudevents") {
         return Err(DecodeError::Unsupported(media));
     } else if headers.contains_key("ce-specversion") {
-        let event = binary(headers, content_type, body)?;
+        let mut event = binary(headers, content_type, body)?;
         check(&event).map_err(invalid)?;
+        trace.continue_in(&mut event);
         lines.push(&event);
     } else {
         return Err(invalid(
@@ -87,6 +99,37 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Lines, DecodeError> {
         ));
     }
     Ok(lines)
+}
+
+/// The request's W3C trace context, if its `traceparent` is valid.
+struct TraceHeaders<'a> {
+    parent: Option<&'a str>,
+    state: Option<&'a str>,
+}
+
+impl<'a> TraceHeaders<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let parent = text("traceparent").filter(|t| TraceParent::parse(t).is_some());
+        Self {
+            parent,
+            state: parent.and(text("tracestate")),
+        }
+    }
+
+    /// Gives `event` the request's context unless it has one of its own.
+    fn continue_in(&self, event: &mut Value) {
+        let (Some(parent), Some(event)) = (self.parent, event.as_object_mut()) else {
+            return;
+        };
+        if event.contains_key(trace::TRACEPARENT) {
+            return;
+        }
+        event.insert(trace::TRACEPARENT.into(), parent.trim().into());
+        if let Some(state) = self.state.filter(|s| !s.trim().is_empty()) {
+            event.insert(trace::TRACESTATE.into(), state.trim().into());
+        }
+    }
 }
 
 /// A structured event from binary mode: `ce-*` headers (percent-decoded)
@@ -199,6 +242,52 @@ mod tests {
     }
 
     const STRUCTURED: &str = "application/cloudevents+json; charset=utf-8";
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const OWN: &str = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01";
+
+    #[test]
+    fn the_traceparent_header_continues_in_events_without_their_own() {
+        // Binary: the header, unless the event says ce-traceparent itself.
+        let mut h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "b"),
+            ("ce-source", "s"),
+            ("ce-type", "t"),
+            ("traceparent", TP),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ]);
+        let e = &events(&decode(&h, b"").unwrap())[0];
+        assert_eq!(e["traceparent"], TP);
+        assert_eq!(e["tracestate"], "congo=t61rcWkgMzE");
+        h.insert("ce-traceparent", OWN.parse().unwrap());
+        let e = &events(&decode(&h, b"").unwrap())[0];
+        assert_eq!(
+            e["traceparent"], OWN,
+            "the event's own creation context stays"
+        );
+        // Structured and batch: the same, per event.
+        let h = headers(&[
+            ("content-type", "application/cloudevents-batch+json"),
+            ("traceparent", TP),
+        ]);
+        let body = format!(
+            r#"[{{"specversion":"1.0","id":"1","source":"s","type":"t"}},
+                {{"specversion":"1.0","id":"2","source":"s","type":"t","traceparent":"{OWN}"}}]"#
+        );
+        let got = events(&decode(&h, body.as_bytes()).unwrap());
+        assert_eq!(got[0]["traceparent"], TP);
+        assert!(got[0].get("tracestate").is_none());
+        assert_eq!(got[1]["traceparent"], OWN);
+        // A header that is not a traceparent is ignored.
+        let h = headers(&[("content-type", STRUCTURED), ("traceparent", "00-zz-1-01")]);
+        let body = br#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#;
+        assert!(
+            events(&decode(&h, body).unwrap())[0]
+                .get("traceparent")
+                .is_none()
+        );
+    }
 
     #[test]
     fn structured_events_become_one_line() {

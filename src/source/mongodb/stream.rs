@@ -168,7 +168,9 @@ async fn resync(
     };
     if let Some((from, limit)) = window {
         ctx.stats.backfilling.store(true, Ordering::Relaxed);
+        let span = BackfillSpan::start(from, limit, state.recovering, ctx);
         let result = backfill(connection, coll, from, limit, opened, state, ctx).await;
+        span.end(&result, ctx);
         ctx.stats.backfilling.store(false, Ordering::Relaxed);
         result?;
     }
@@ -177,6 +179,67 @@ async fn resync(
         info!("recovered from the lost resume token; streaming again");
     }
     checkpoint(state, token, ctx).await
+}
+
+/// `event_exporter.backfill` (the name NVSentinel's exporter gives it),
+/// from the global tracer provider: a no-op unless tracing is on.
+struct BackfillSpan {
+    span: opentelemetry::global::BoxedSpan,
+    backfilled_before: u64,
+}
+
+impl BackfillSpan {
+    fn start(
+        from: DateTime<Utc>,
+        limit: Option<u64>,
+        recovering: bool,
+        ctx: &SourceContext,
+    ) -> Self {
+        use opentelemetry::KeyValue;
+        use opentelemetry::trace::Tracer;
+        let mut attributes = vec![
+            KeyValue::new("event_exporter.backfill.query.start", from.to_rfc3339()),
+            KeyValue::new("event_exporter.backfill.recovering", recovering),
+        ];
+        if let Some(limit) = limit {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            attributes.push(KeyValue::new(
+                "event_exporter.backfill.query.max_events",
+                limit,
+            ));
+        }
+        let tracer = opentelemetry::global::tracer("switchyard");
+        let span = tracer
+            .span_builder("event_exporter.backfill")
+            .with_attributes(attributes)
+            .start(&tracer);
+        Self {
+            span,
+            backfilled_before: ctx.stats.backfilled.load(Ordering::Relaxed),
+        }
+    }
+
+    fn end(mut self, result: &Result<(), Stop>, ctx: &SourceContext) {
+        use opentelemetry::KeyValue;
+        use opentelemetry::trace::{Span, Status};
+        let sent = ctx.stats.backfilled.load(Ordering::Relaxed) - self.backfilled_before;
+        let status = match result {
+            Ok(()) => "succeeded",
+            Err(Stop::Closed) => "stopped",
+            Err(Stop::Lost(e) | Stop::Transient(e)) => {
+                self.span.set_status(Status::error(e.to_string()));
+                "failed"
+            }
+        };
+        self.span.set_attributes([
+            KeyValue::new("event_exporter.backfill.status", status),
+            KeyValue::new(
+                "event_exporter.backfill.events_processed",
+                i64::try_from(sent).unwrap_or(i64::MAX),
+            ),
+        ]);
+        self.span.end();
+    }
 }
 
 /// Sends a position-only record: everything before `token` is handed over.
