@@ -20,7 +20,7 @@ pub use serde_saphyr::Spanned;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use expand::{ExpandError, expand, expand_with};
-pub use ops::{LeaderElectionConfig, LeaderSpec, TelemetryConfig, TelemetrySpec};
+pub use ops::{Compat, LeaderElectionConfig, LeaderSpec, TelemetryConfig, TelemetrySpec};
 pub use recover::MAX_ERRORS as MAX_STRUCTURAL_ERRORS;
 pub use types::{ByteSize, Duration};
 pub use validate::{

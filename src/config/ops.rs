@@ -8,13 +8,26 @@ use serde::Deserialize;
 
 use super::{Diagnostics, Duration, Spanned};
 
-/// `telemetry: {listen}`.
+/// `telemetry: {listen, compat}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Address of the HTTP server for `/metrics` (Prometheus text format),
     /// `/healthz` and `/readyz`, e.g. `0.0.0.0:2112`.
     pub listen: Spanned<String>,
+    /// Also serve another exporter's metric families, under its names, beside
+    /// Switchyard's own: `nvsentinel` (NVSentinel's event exporter,
+    /// `health_events_exporter_*`), so its dashboards and alerts keep working.
+    #[serde(default)]
+    pub compat: Option<Compat>,
+}
+
+/// `telemetry.compat`: whose metric names are served as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compat {
+    /// NVSentinel's event exporter (`health_events_exporter_*`).
+    Nvsentinel,
 }
 
 /// `leaderElection: {enabled, lease, leaseDuration, renewInterval, …}`.
@@ -69,6 +82,7 @@ fn default_renew_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetrySpec {
     pub listen: SocketAddr,
+    pub compat: Option<Compat>,
 }
 
 /// `leaderElection`, resolved (only when enabled).
@@ -87,7 +101,10 @@ pub(super) fn telemetry(
 ) -> Option<TelemetrySpec> {
     let config = config?;
     match config.listen.value.parse() {
-        Ok(listen) => Some(TelemetrySpec { listen }),
+        Ok(listen) => Some(TelemetrySpec {
+            listen,
+            compat: config.compat,
+        }),
         Err(_) => {
             diags.error(
                 Some(config.listen.referenced),

@@ -319,6 +319,7 @@ impl Shared {
     /// Each attempt uses the settings in force when it starts.
     async fn deliver(&self, mut items: Vec<Item>) {
         let first = Utc::now();
+        let began = std::time::Instant::now();
         let mut settings = self.settings();
         let mut backoff = Backoff::new(&settings.retry);
         let mut attempts = 0u32;
@@ -352,7 +353,7 @@ impl Shared {
                 .observe(started.elapsed().as_secs_f64());
             let (reason, after) = match delivery {
                 Delivery::Delivered => {
-                    self.delivered(n);
+                    self.delivered(n, began);
                     return;
                 }
                 Delivery::Reject(reason) => {
@@ -371,7 +372,7 @@ impl Shared {
                         .zip(each.into_iter().map(Delivery::overall))
                     {
                         match outcome {
-                            Delivery::Delivered => self.delivered(1),
+                            Delivery::Delivered => self.delivered(1, began),
                             Delivery::Reject(reason) => {
                                 self.reject(
                                     &settings,
@@ -399,6 +400,7 @@ impl Shared {
             let n = items.len() as u64;
             let retries_spent = attempts > settings.retry.max_retries;
             if retries_spent && settings.dead_letters.is_some() {
+                self.stats.exhausted.fetch_add(n, Ordering::Relaxed);
                 self.give_up(&settings, &items, &reason, attempts, first)
                     .await;
                 return;
@@ -415,7 +417,9 @@ impl Shared {
         }
     }
 
-    fn delivered(&self, n: u64) {
+    /// `n` events delivered, the first attempt made at `began`.
+    fn delivered(&self, n: u64, began: std::time::Instant) {
+        self.stats.publish_duration.observe(began.elapsed(), n);
         self.stats.delivered.fetch_add(n, Ordering::Relaxed);
         self.counters.delivered.fetch_add(n, Ordering::Relaxed);
     }

@@ -168,9 +168,13 @@ async fn resync(
     };
     if let Some((from, limit)) = window {
         ctx.stats.backfilling.store(true, Ordering::Relaxed);
+        let started = Instant::now();
         let result = backfill(connection, coll, from, limit, opened, state, ctx).await;
         ctx.stats.backfilling.store(false, Ordering::Relaxed);
         result?;
+        ctx.stats
+            .backfill_duration
+            .observe(started.elapsed().as_secs_f64());
     }
     if state.recovering {
         state.recovering = false;
