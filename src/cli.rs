@@ -274,7 +274,7 @@ async fn serve(path: &Path, compiled: Compiled) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     info!(config = %path.display(), receivers = compiled.receivers.len(), "switchyard starting");
-    let telemetry = Telemetry::new();
+    let telemetry = Telemetry::with_compat(compiled.telemetry.as_ref().and_then(|t| t.compat));
     if let Some(t) = &compiled.telemetry {
         // Serves until the process exits, also while draining.
         if let Err(e) =

@@ -7,6 +7,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Bson, DateTime as BsonDateTime, Document, doc, oid::ObjectId};
@@ -255,6 +256,17 @@ async fn backfill_sends_the_newest_max_events_oldest_first_at_the_rate_limit() {
         "200 documents at 400/s take at least 0.5 s, took {elapsed:?}"
     );
     assert_eq!(Stats::get(&stats.read), 200);
+    // One backfill ran to its end: observed once, for as long as it took.
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("took", "", stats.source.backfill_duration.clone());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let took = support::metrics::parse(&text);
+    assert_eq!(took.get("took_count", &[]), 1.0, "{text}");
+    let secs = took.get("took_sum", &[]);
+    // 200 documents at 400/s; its last pause may end after the delivery.
+    assert!((0.45..10.0).contains(&secs), "{secs} s");
+    assert!(!stats.source.backfilling.load(Ordering::Relaxed));
     let token = saved_token(&setup)
         .await
         .expect("the end of the backfill is checkpointed");

@@ -178,6 +178,16 @@ async fn metrics_show_what_happened() {
         "{}",
         scraped.text
     );
+    assert_eq!(
+        get("switchyard_event_delivery_duration_seconds_count"),
+        to_out,
+        "one observation per delivered event"
+    );
+    assert!(get("switchyard_source_position_saved_timestamp_seconds") > 1.7e9);
+    assert!(
+        !scraped.text.contains("health_events_exporter"),
+        "NVSentinel's names only with telemetry.compat: nvsentinel"
+    );
 
     // Health: alive, and ready (the source is open, the receivers built).
     let healthz = reqwest::get(format!("http://{addr}/healthz"))
@@ -191,6 +201,201 @@ async fn metrics_show_what_happened() {
         body,
         serde_json::json!({"ready": true, "role": "single", "sourceConnected": true, "receivers": 2})
     );
+    assert!(process.terminate().success());
+}
+
+/// `telemetry.compat: nvsentinel`: NVSentinel's families, their labels and
+/// values, summed over receivers that succeed, give up, refuse and fetch
+/// tokens through failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvsentinel_names_count_what_happened() {
+    const N: usize = 60;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    let mut lines: Vec<&str> = SAMPLES.lines().take(N).collect();
+    lines.insert(7, "this is not json");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let down = http::receiver(http::always(503)).await;
+    let refuses = http::receiver(http::always(400)).await;
+    let up = http::receiver(http::always(200)).await;
+    let tokens = http::token_server(3600, Duration::ZERO, 2).await;
+    let out = dir.path().join("out.jsonl");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata: {{cluster: test}}\n\
+             source: {{file: {{path: {input}, follow: true}}}}\n\
+             state: {{dir: {state}, flushInterval: 50ms}}\n\
+             telemetry: {{listen: 127.0.0.1:0, compat: nvsentinel}}\n\
+             route:\n\
+             \x20 drop: [{{data.healthEvent.recommendedAction: NONE}}]\n\
+             \x20 match:\n\
+             \x20   - {{receiver: out}}\n\
+             \x20   - {{receiver: fatal, data.healthEvent.isFatal: true}}\n\
+             \x20   - {{receiver: refuses, data.healthEvent.isFatal: false}}\n\
+             \x20   - {{receiver: authed, data.healthEvent.isFatal: true}}\n\
+             receivers:\n\
+             \x20 - {{name: out, file: {{path: {out}}}}}\n\
+             \x20 - name: fatal\n\
+             \x20   http: {{endpoint: \"{down}\"}}\n\
+             \x20   retry: {{maxRetries: 1, initialBackoff: 5ms, jitter: 0}}\n\
+             \x20   deadLetter: {{file: {dlq}}}\n\
+             \x20 - name: refuses\n\
+             \x20   http: {{endpoint: \"{refuses}\"}}\n\
+             \x20   deadLetter: {{file: {dlq2}}}\n\
+             \x20 - name: authed\n\
+             \x20   http:\n\
+             \x20     endpoint: \"{up}\"\n\
+             \x20     oauth2: {{tokenUrl: \"{tok}\", clientId: {id}, clientSecret: {secret}}}\n\
+             \x20   retry: {{initialBackoff: 5ms, jitter: 0}}\n",
+            input = input.display(),
+            state = dir.path().join("state").display(),
+            out = out.display(),
+            down = down.url(),
+            refuses = refuses.url(),
+            up = up.url(),
+            tok = tokens.url(),
+            id = http::CLIENT_ID,
+            secret = http::CLIENT_SECRET,
+            dlq = dir.path().join("dlq.jsonl").display(),
+            dlq2 = dir.path().join("dlq2.jsonl").display(),
+        ),
+    )
+    .unwrap();
+
+    let routed = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["route", "test", "-c"])
+        .arg(&config)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> = String::from_utf8(routed.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let to = |name: &str| {
+        rows.iter()
+            .filter(|r| r["receivers"].as_array().unwrap().iter().any(|x| x == name))
+            .count() as f64
+    };
+    let (to_out, to_fatal, to_refuses, to_authed) =
+        (to("out"), to("fatal"), to("refuses"), to("authed"));
+    assert!(to_fatal > 0.0 && to_refuses > 0.0 && to_authed == to_fatal);
+    let dropped = N as f64 - to_out;
+    assert!(dropped > 0.0);
+
+    let mut process = Process::run(&config, &[]);
+    let addr = process.telemetry_addr().await;
+    let deadline = Instant::now() + WAIT;
+    let scraped = loop {
+        let s = scrape(&addr).await;
+        if s.find("switchyard_events_in_flight", &[]) == Some(0.0)
+            && s.find("switchyard_events_read_total", &[]) == Some(N as f64 + 1.0)
+            && s.find("health_events_exporter_resume_token_update_timestamp", &[])
+                .is_some_and(|t| t > 0.0)
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not done:\n{}", s.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let get = |name: &str| scraped.get(name, &[]);
+    let with = |name: &str, k: &str, v: &str| scraped.get(name, &[(k, v)]);
+    assert_eq!(
+        get("health_events_exporter_events_received_total"),
+        N as f64 + 1.0
+    );
+    assert_eq!(get("health_events_exporter_transform_errors_total"), 1.0);
+    let delivered = to_out + to_authed;
+    assert_eq!(
+        with(
+            "health_events_exporter_events_published_total",
+            "status",
+            "success"
+        ),
+        delivered
+    );
+    assert_eq!(
+        with(
+            "health_events_exporter_events_published_total",
+            "status",
+            "failure"
+        ),
+        to_fatal + to_refuses
+    );
+    assert_eq!(
+        with(
+            "health_events_exporter_publish_errors_total",
+            "error_type",
+            "max_retries_exceeded"
+        ),
+        to_fatal
+    );
+    assert_eq!(
+        with(
+            "health_events_exporter_publish_errors_total",
+            "error_type",
+            "rejected"
+        ),
+        to_refuses
+    );
+    assert_eq!(
+        get("health_events_exporter_publish_duration_seconds_count"),
+        delivered
+    );
+    // NVSentinel's buckets, cumulative up to +Inf.
+    let bucket = |le: &str| {
+        with(
+            "health_events_exporter_publish_duration_seconds_bucket",
+            "le",
+            le,
+        )
+    };
+    assert!(bucket("0.001") <= bucket("0.025"));
+    assert!(bucket("0.025") <= bucket("5.0"));
+    assert_eq!(bucket("+Inf"), delivered);
+    // The first two token requests fail; the receiver's retries get one.
+    assert_eq!(
+        get("health_events_exporter_token_refresh_errors_total"),
+        2.0
+    );
+    assert_eq!(tokens.count(), 3);
+    let saved = get("health_events_exporter_resume_token_update_timestamp");
+    assert!(
+        saved >= started.floor() && saved < started + 120.0,
+        "{saved}"
+    );
+    assert_eq!(
+        saved,
+        get("switchyard_source_position_saved_timestamp_seconds")
+    );
+    assert_eq!(get("health_events_exporter_backfill_in_progress"), 0.0);
+    assert_eq!(
+        get("health_events_exporter_backfill_events_processed_total"),
+        0.0
+    );
+    assert_eq!(
+        get("health_events_exporter_backfill_duration_seconds_count"),
+        0.0
+    );
+    assert_eq!(get("health_events_exporter_filter_errors_total"), 0.0);
+    assert_eq!(get("health_events_exporter_events_filtered_total"), dropped);
+    for family in [
+        "# TYPE health_events_exporter_publish_duration_seconds histogram",
+        "# TYPE health_events_exporter_backfill_duration_seconds histogram",
+        "# TYPE health_events_exporter_resume_token_update_timestamp gauge",
+        "# TYPE health_events_exporter_events_published counter",
+    ] {
+        assert!(scraped.text.contains(family), "{family}:\n{}", scraped.text);
+    }
+    // Switchyard's own names are still there.
+    assert_eq!(get("switchyard_events_read_total"), N as f64 + 1.0);
     assert!(process.terminate().success());
 }
 

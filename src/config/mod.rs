@@ -8,6 +8,7 @@
 mod diagnostic;
 mod expand;
 mod ops;
+mod recover;
 mod types;
 mod validate;
 
@@ -20,9 +21,10 @@ pub use serde_saphyr::Spanned;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use expand::{ExpandError, expand, expand_with};
 pub use ops::{
-    LeaderElectionConfig, LeaderSpec, OtlpProtocol, TelemetryConfig, TelemetrySpec, TracingConfig,
-    TracingSpec,
+    Compat, LeaderElectionConfig, LeaderSpec, OtlpProtocol, TelemetryConfig, TelemetrySpec,
+    TracingConfig, TracingSpec,
 };
+pub use recover::MAX_ERRORS as MAX_STRUCTURAL_ERRORS;
 pub use types::{ByteSize, Duration};
 pub use validate::{
     BatchSpec, Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec, validate,
@@ -443,9 +445,9 @@ fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
 }
 
-/// Reads and parses a config file. Structural errors (bad YAML, unknown or
-/// missing keys, wrong types) stop at the first; [`validate`] then reports
-/// every semantic error.
+/// Reads and parses a config file. Every unknown key and wrong type is
+/// reported (up to [`MAX_STRUCTURAL_ERRORS`]); bad YAML and a missing key
+/// stop there. [`validate`] then reports every semantic error.
 pub fn load(path: &std::path::Path) -> Result<Config, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics::one(Diagnostic::error(None, format!("cannot read config: {e}")))
@@ -453,11 +455,9 @@ pub fn load(path: &std::path::Path) -> Result<Config, Diagnostics> {
     parse(&text)
 }
 
-/// Parses config text.
+/// Parses config text, reporting every structural error in file order.
 pub fn parse(text: &str) -> Result<Config, Diagnostics> {
-    let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| Diagnostics::one(Diagnostic::from_yaml(&e)))
+    recover::parse(text)
 }
 
 /// The default config path: `$SWITCHYARD_CONFIG`, else `./switchyard.yaml`.

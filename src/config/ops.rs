@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{Diagnostics, Duration, Spanned};
 use crate::sink::http::config::{Secret, compile_headers, expanded};
 
-/// `telemetry: {listen, tracing}`.
+/// `telemetry: {listen, compat, tracing}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TelemetryConfig {
@@ -19,6 +19,11 @@ pub struct TelemetryConfig {
     /// runs.
     #[serde(default)]
     pub listen: Option<Spanned<String>>,
+    /// Also serve another exporter's metric families, under its names, beside
+    /// Switchyard's own: `nvsentinel` (NVSentinel's event exporter,
+    /// `health_events_exporter_*`), so its dashboards and alerts keep working.
+    #[serde(default)]
+    pub compat: Option<Compat>,
     /// OpenTelemetry traces of every event, sent over OTLP.
     #[serde(default)]
     pub tracing: Option<TracingConfig>,
@@ -103,6 +108,14 @@ pub struct TracingSpec {
     pub headers: Vec<(String, Secret)>,
 }
 
+/// `telemetry.compat`: whose metric names are served as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compat {
+    /// NVSentinel's event exporter (`health_events_exporter_*`).
+    Nvsentinel,
+}
+
 /// `leaderElection: {enabled, lease, leaseDuration, renewInterval, …}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -155,6 +168,7 @@ fn default_renew_interval() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetrySpec {
     pub listen: SocketAddr,
+    pub compat: Option<Compat>,
 }
 
 /// `leaderElection`, resolved (only when enabled).
@@ -171,9 +185,13 @@ pub(super) fn telemetry(
     config: Option<&TelemetryConfig>,
     diags: &mut Diagnostics,
 ) -> Option<TelemetrySpec> {
-    let listen = config?.listen.as_ref()?;
+    let config = config?;
+    let listen = config.listen.as_ref()?;
     match listen.value.parse() {
-        Ok(listen) => Some(TelemetrySpec { listen }),
+        Ok(listen) => Some(TelemetrySpec {
+            listen,
+            compat: config.compat,
+        }),
         Err(_) => {
             diags.error(
                 Some(listen.referenced),

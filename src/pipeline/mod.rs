@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 pub use ack::Tracker;
-pub use stats::{ReceiverStats, Stats};
+pub use stats::{Buckets, PUBLISH_BUCKETS, ReceiverStats, Stats};
 pub use topology::ReceiverView;
 
 use crate::config::Compiled;
@@ -441,6 +441,10 @@ async fn checkpoint(
                 Ok(()) => {
                     saved_version = version;
                     stats.positions_saved.fetch_add(1, Ordering::Relaxed);
+                    let now = chrono::Utc::now().timestamp_millis();
+                    stats
+                        .position_saved_at
+                        .store(u64::try_from(now).unwrap_or(0), Ordering::Relaxed);
                 }
                 Err(e) if stopping => return Err(e),
                 Err(e) => warn!(error = %e, "cannot persist source position; will retry"),

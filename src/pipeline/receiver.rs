@@ -340,6 +340,7 @@ impl Shared {
     /// Each attempt uses the settings in force when it starts.
     async fn deliver(&self, mut items: Vec<Item>, spans: Vec<Arc<EventSpan>>) {
         let first = Utc::now();
+        let began = std::time::Instant::now();
         let mut settings = self.settings();
         let mut backoff = Backoff::new(&settings.retry);
         let mut attempts = 0u32;
@@ -380,7 +381,7 @@ impl Shared {
             }
             let (reason, after) = match delivery {
                 Delivery::Delivered => {
-                    self.delivered(n);
+                    self.delivered(n, began);
                     if let Some(t) = &mut trace {
                         t.finish_all(Outcome::Delivered, attempts, None);
                     }
@@ -409,7 +410,7 @@ impl Shared {
                         keep.push(matches!(outcome, Delivery::Retry { .. }));
                         match outcome {
                             Delivery::Delivered => {
-                                self.delivered(1);
+                                self.delivered(1, began);
                                 if let Some(t) = &mut trace {
                                     t.finish(i, Outcome::Delivered, attempts, None);
                                 }
@@ -447,6 +448,7 @@ impl Shared {
             let n = items.len() as u64;
             let retries_spent = attempts > settings.retry.max_retries;
             if retries_spent && settings.dead_letters.is_some() {
+                self.stats.exhausted.fetch_add(n, Ordering::Relaxed);
                 self.give_up(&settings, &items, &reason, attempts, first)
                     .await;
                 if let Some(t) = &mut trace {
@@ -466,7 +468,9 @@ impl Shared {
         }
     }
 
-    fn delivered(&self, n: u64) {
+    /// `n` events delivered, the first attempt made at `began`.
+    fn delivered(&self, n: u64, began: std::time::Instant) {
+        self.stats.publish_duration.observe(began.elapsed(), n);
         self.stats.delivered.fetch_add(n, Ordering::Relaxed);
         self.counters.delivered.fetch_add(n, Ordering::Relaxed);
     }

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::source::SourceStats;
 
 /// Counters of a run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Records read from the source (including malformed ones).
     pub read: AtomicU64,
@@ -26,6 +27,9 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Events written to a receiver's dead letter file.
     pub dead_lettered: AtomicU64,
+    /// Event deliveries (one per receiver) given up after `retry.maxRetries`
+    /// failed attempts, then dead-lettered (rejections are not counted here).
+    pub exhausted: AtomicU64,
     /// Failed delivery attempts that were retried.
     pub retries: AtomicU64,
     /// Events a transform returned no events for (filtered out).
@@ -37,8 +41,100 @@ pub struct Stats {
     pub transform_dropped: AtomicU64,
     /// Source positions persisted (resume tokens written).
     pub positions_saved: AtomicU64,
+    /// When a source position was last persisted: Unix time in
+    /// milliseconds (0: never).
+    pub position_saved_at: AtomicU64,
+    /// Route rule expressions (`expr:`) whose evaluation failed (it fails
+    /// open: the event is exported rather than lost). The route tree counts
+    /// per rule; a scrape raises this to the tree's sum (never lowers it).
+    pub expr_errors: AtomicU64,
+    /// Per event and receiver: the time from the first delivery attempt
+    /// until the event was delivered, retries included.
+    pub publish_duration: Buckets,
     /// The source's own counters.
     pub source: Arc<SourceStats>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            read: AtomicU64::new(0),
+            mapped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            unrouted: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            exhausted: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            filtered: AtomicU64::new(0),
+            transform_failures: AtomicU64::new(0),
+            transform_dropped: AtomicU64::new(0),
+            positions_saved: AtomicU64::new(0),
+            position_saved_at: AtomicU64::new(0),
+            expr_errors: AtomicU64::new(0),
+            publish_duration: Buckets::new(PUBLISH_BUCKETS),
+            source: Arc::default(),
+        }
+    }
+}
+
+/// Upper bounds (seconds) of [`Stats::publish_duration`]: NVSentinel's
+/// `health_events_exporter_publish_duration_seconds` buckets, so its
+/// dashboards' quantiles mean the same.
+pub const PUBLISH_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A histogram of durations made of atomics only: observing takes no lock,
+/// and one call counts several events (a delivered batch).
+#[derive(Debug)]
+pub struct Buckets {
+    bounds: &'static [f64],
+    /// One count per bound, then the overflow (+Inf) bucket; not cumulative.
+    counts: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Buckets {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `n` observations of `d`.
+    pub fn observe(&self, d: Duration, n: u64) {
+        let secs = d.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(n, Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos
+            .fetch_add(nanos.saturating_mul(n), Ordering::Relaxed);
+    }
+
+    /// Sum (seconds), count and per-bucket counts (upper bound, count; the
+    /// last bound is infinite), as the Prometheus encoder takes them.
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let buckets = self
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        (sum, self.count.load(Ordering::Relaxed), buckets)
+    }
 }
 
 impl Stats {
@@ -80,5 +176,26 @@ impl Default for ReceiverStats {
             // 1 … 4096 events.
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_count_each_observation_in_its_bucket() {
+        let b = Buckets::new(PUBLISH_BUCKETS);
+        b.observe(Duration::from_micros(500), 3);
+        b.observe(Duration::from_millis(30), 1);
+        b.observe(Duration::from_secs(9), 1);
+        let (sum, count, buckets) = b.snapshot();
+        assert_eq!(count, 5);
+        assert!((sum - (0.0015 + 0.03 + 9.0)).abs() < 1e-9, "{sum}");
+        assert_eq!(buckets.len(), PUBLISH_BUCKETS.len() + 1);
+        assert_eq!(buckets[0], (0.001, 3));
+        assert_eq!(buckets[4], (0.05, 1), "30ms is in the 50ms bucket");
+        assert_eq!(buckets[PUBLISH_BUCKETS.len()], (f64::INFINITY, 1));
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 5);
     }
 }

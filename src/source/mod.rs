@@ -14,6 +14,7 @@ mod stdin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -83,8 +84,8 @@ pub enum Payload {
     Checkpoint,
 }
 
-/// Counters a source keeps (exported as metrics by a later issue).
-#[derive(Debug, Default)]
+/// Counters a source keeps (read by `telemetry` at scrape time).
+#[derive(Debug)]
 pub struct SourceStats {
     /// Documents read by a backfill.
     pub backfilled: AtomicU64,
@@ -101,6 +102,26 @@ pub struct SourceStats {
     pub connected: std::sync::atomic::AtomicBool,
     /// Whether a backfill is running now.
     pub backfilling: std::sync::atomic::AtomicBool,
+    /// Seconds each backfill that ran to its end took (one observation per
+    /// backfill; NVSentinel's buckets, 1s … 1h).
+    pub backfill_duration: Histogram,
+}
+
+/// Upper bounds (seconds) of [`SourceStats::backfill_duration`].
+pub const BACKFILL_BUCKETS: [f64; 9] = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        Self {
+            backfilled: AtomicU64::new(0),
+            tokens_lost: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            connected: Default::default(),
+            backfilling: Default::default(),
+            backfill_duration: Histogram::new(BACKFILL_BUCKETS),
+        }
+    }
 }
 
 /// Why a source stopped.

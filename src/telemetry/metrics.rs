@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{Live, Role, Telemetry};
+use crate::config::Compat;
+use crate::pipeline::Buckets;
 use crate::plugin::Plugin;
 use crate::route::RuleKind;
 
@@ -43,18 +45,24 @@ type Result = std::result::Result<(), std::fmt::Error>;
 /// A counter family read from a field of `T`: name, help, field.
 type Field<T> = (&'static str, &'static str, fn(&T) -> &AtomicU64);
 
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result {
+pub(super) fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result {
     let c = ConstCounter::new(value);
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, v: f64) -> Result {
+pub(super) fn gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: f64,
+) -> Result {
     let g = ConstGauge::new(v);
     g.encode(e.encode_descriptor(name, help, unit, g.metric_type())?)
 }
 
 /// One labelled family: `rows` yields (labels, metric).
-fn family<S: EncodeLabelSet, M: EncodeMetric>(
+pub(super) fn family<S: EncodeLabelSet, M: EncodeMetric>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -69,7 +77,7 @@ fn family<S: EncodeLabelSet, M: EncodeMetric>(
     Ok(())
 }
 
-fn load(c: &AtomicU64) -> u64 {
+pub(super) fn load(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
@@ -115,6 +123,9 @@ impl Collector for Metrics {
         let live = t.live.lock().expect("telemetry lock");
         if let Some(live) = live.as_ref() {
             pipeline(&mut e, live)?;
+            if t.compat == Some(Compat::Nvsentinel) {
+                super::nvsentinel::encode(&mut e, live)?;
+            }
         }
         Ok(())
     }
@@ -122,6 +133,10 @@ impl Collector for Metrics {
 
 fn pipeline(e: &mut DescriptorEncoder, live: &Live) -> Result {
     let s = &live.stats;
+    // The route tree counts CEL failures per rule; the pipeline total never
+    // goes down, even when a reload removes a rule that had failed.
+    s.expr_errors
+        .fetch_max(live.routes.expr_errors(), Ordering::Relaxed);
     for (name, help, v) in [
         (
             "switchyard_events_read",
@@ -215,9 +230,61 @@ fn pipeline(e: &mut DescriptorEncoder, live: &Live) -> Result {
         live.tracker.in_flight() as f64,
     )?;
 
+    gauge(
+        e,
+        "switchyard_source_position_saved_timestamp",
+        "When a source position was last persisted, Unix time (0: not yet).",
+        Some(&Unit::Seconds),
+        load(&s.position_saved_at) as f64 / 1000.0,
+    )?;
+    let backfill = &s.source.backfill_duration;
+    backfill.encode(e.encode_descriptor(
+        "switchyard_source_backfill_duration",
+        "Time each backfill took that ran to its end.",
+        Some(&Unit::Seconds),
+        backfill.metric_type(),
+    )?)?;
+    histogram(
+        e,
+        "switchyard_event_delivery_duration",
+        "Per event and receiver: from the first delivery attempt until delivered, retries included.",
+        Some(&Unit::Seconds),
+        &s.publish_duration,
+    )?;
+    counter(
+        e,
+        "switchyard_route_expr_errors",
+        "Route rule expressions (expr) that failed to evaluate; the event was exported (fail open).",
+        load(&s.expr_errors),
+    )?;
+
     rules(e, live)?;
     receivers(e, live)?;
     plugins(e, live)
+}
+
+/// A histogram family without labels, read from [`Buckets`].
+pub(super) fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    b: &Buckets,
+) -> Result {
+    struct Snapshot<'a>(&'a Buckets);
+    impl EncodeMetric for Snapshot<'_> {
+        fn encode(&self, mut e: prometheus_client::encoding::MetricEncoder) -> Result {
+            let (sum, count, buckets) = self.0.snapshot();
+            e.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                sum, count, &buckets, None,
+            )
+        }
+        fn metric_type(&self) -> MetricType {
+            MetricType::Histogram
+        }
+    }
+    let snapshot = Snapshot(b);
+    snapshot.encode(e.encode_descriptor(name, help, unit, MetricType::Histogram)?)
 }
 
 fn rules(e: &mut DescriptorEncoder, live: &Live) -> Result {

@@ -8,6 +8,7 @@
 //! election sets the role.
 
 mod metrics;
+mod nvsentinel;
 pub mod otlp;
 mod server;
 pub mod traces;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 pub use server::{ServeError, serve};
 
+use crate::config::Compat;
 use crate::pipeline::{ReceiverView, Stats, Tracker};
 use crate::plugin::Plugin;
 use crate::route::RouteTree;
@@ -66,11 +68,21 @@ pub struct Telemetry {
     last_reload_failed: AtomicBool,
     /// Times this process became the leader.
     pub leaderships: AtomicU64,
+    /// Whose metric names `/metrics` serves as well (`telemetry.compat`).
+    compat: Option<Compat>,
 }
 
 impl Telemetry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Serves `compat`'s metric names beside Switchyard's own.
+    pub fn with_compat(compat: Option<Compat>) -> Arc<Self> {
+        Arc::new(Self {
+            compat,
+            ..Self::default()
+        })
     }
 
     /// The pipeline runs `live` from now on.

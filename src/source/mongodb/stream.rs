@@ -169,10 +169,14 @@ async fn resync(
     if let Some((from, limit)) = window {
         ctx.stats.backfilling.store(true, Ordering::Relaxed);
         let span = BackfillSpan::start(from, limit, state.recovering, ctx);
+        let started = Instant::now();
         let result = backfill(connection, coll, from, limit, opened, state, ctx).await;
         span.end(&result, ctx);
         ctx.stats.backfilling.store(false, Ordering::Relaxed);
         result?;
+        ctx.stats
+            .backfill_duration
+            .observe(started.elapsed().as_secs_f64());
     }
     if state.recovering {
         state.recovering = false;
