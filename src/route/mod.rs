@@ -102,7 +102,7 @@ impl Rule {
                 let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
                 // The first failure of a rule and then one in 10,000: enough
                 // to see, not a log line per event.
-                if n == 1 || n % 10_000 == 0 {
+                if n == 1 || n.is_multiple_of(10_000) {
                     use crate::event::AttributesReader;
                     tracing::warn!(
                         rule = %self.place,
