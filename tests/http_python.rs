@@ -140,7 +140,7 @@ fn expected_events(yaml: &str, lines: &[&str]) -> BTreeMap<String, Value> {
             .mapper
             .map(line.as_bytes())
             .unwrap_or_else(|e| panic!("sample does not map: {e}: {line}"));
-        let json = serde_json::to_value(&event).unwrap();
+        let json = switchyard::event::to_value(&event);
         let id = json["id"].as_str().unwrap().to_owned();
         assert!(
             events.insert(id.clone(), json).is_none(),

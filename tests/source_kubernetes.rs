@@ -523,7 +523,7 @@ async fn health_event_resources_map_like_the_mongodb_documents() {
     let mapper = Mapper::new(Profile::Nvsentinel, metadata, Overrides::default());
     for (doc, got) in docs.iter().zip(&got) {
         let want = mapper.map(doc.to_string().as_bytes()).unwrap();
-        let want = serde_json::to_value(&want).unwrap();
+        let want = switchyard::event::to_value(&want);
         assert_eq!(got, &want, "document {}", doc["_id"]);
     }
 }
