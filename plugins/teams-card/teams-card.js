@@ -48,8 +48,24 @@ function severity(he) {
   return { word: 'unhealthy', color: 'warning' };
 }
 
+// NVSentinel's RecommendedAction numbers (what its exporter, and Switchyard
+// by default, send) and their names; `mapping.enums: names` sends the names.
+const ACTIONS = {
+  0: 'NONE',
+  2: 'COMPONENT_RESET',
+  5: 'CONTACT_SUPPORT',
+  6: 'RUN_FIELDDIAG',
+  15: 'RESTART_VM',
+  24: 'RESTART_BM',
+  25: 'REPLACE_VM',
+  26: 'RUN_DCGMEUD',
+  27: 'CUSTOM',
+  99: 'UNKNOWN',
+};
+
 function recommendedAction(he) {
-  const action = text(he.recommendedAction);
+  const named = typeof he.recommendedAction === 'number' ? ACTIONS[he.recommendedAction] : undefined;
+  const action = text(named ?? he.recommendedAction);
   if (he.customRecommendedAction) return `${action} (${he.customRecommendedAction})`;
   return action;
 }

@@ -40,7 +40,7 @@ const healthEvent = {
   isFatal: true,
   isHealthy: false,
   message: 'GpuMemWatch on gpu-node-0784: detected',
-  recommendedAction: 'CUSTOM',
+  recommendedAction: 27,
   errorCode: ['XID_79', 'XID_48'],
   entitiesImpacted: [
     { entityType: 'GPU', entityValue: 'GPU-8fcd7f40-0722-c28e' },
@@ -48,7 +48,7 @@ const healthEvent = {
   ],
   generatedTimestamp: '2026-10-01T00:00:57.276917Z',
   nodeName: 'gpu-node-0784',
-  processingStrategy: 'EXECUTE_REMEDIATION',
+  processingStrategy: 1,
   customRecommendedAction: 'RESEAT_GPU',
 };
 
@@ -112,6 +112,19 @@ test('a fatal event becomes an Adaptive Card message', async () => {
     Time: '2026-10-01T00:00:57.276917Z',
   });
   assert.deepEqual(text, { type: 'TextBlock', text: 'GpuMemWatch on gpu-node-0784: detected', wrap: true });
+});
+
+test('the recommended action reads as its name, sent as a number or as a name', async () => {
+  const transform = await plugin({});
+  const shown = (he) =>
+    Object.fromEntries(
+      cardOf(transform(event({ ...healthEvent, customRecommendedAction: undefined, ...he }))).attachments[0].content.body[1].facts.map((f) => [f.title, f.value]),
+    )['Recommended action'];
+  assert.equal(shown({ recommendedAction: 15 }), 'RESTART_VM');
+  assert.equal(shown({ recommendedAction: 'RESTART_VM' }), 'RESTART_VM');
+  assert.equal(shown({ recommendedAction: 0 }), 'NONE');
+  assert.equal(shown({ recommendedAction: 1234 }), '1234');
+  assert.equal(shown({ recommendedAction: 27, customRecommendedAction: 'RESEAT_GPU' }), 'CUSTOM (RESEAT_GPU)');
 });
 
 test('severity colours and empty lists', async () => {

@@ -275,10 +275,36 @@ fn error_codes(v: Option<&Value>) -> String {
     }
 }
 
+/// NVSentinel's `RecommendedAction` numbers (what its exporter, and
+/// Switchyard by default, put on the wire) and their names.
+const RECOMMENDED_ACTIONS: &[(i64, &str)] = &[
+    (0, "NONE"),
+    (2, "COMPONENT_RESET"),
+    (5, "CONTACT_SUPPORT"),
+    (6, "RUN_FIELDDIAG"),
+    (15, "RESTART_VM"),
+    (24, "RESTART_BM"),
+    (25, "REPLACE_VM"),
+    (26, "RUN_DCGMEUD"),
+    (27, "CUSTOM"),
+    (99, "UNKNOWN"),
+];
+
+/// The action's name, whether the event carries the number (the default)
+/// or the name (`mapping.enums: names`); an unknown number as it is.
+fn action_name(v: &Value) -> Option<String> {
+    if let Some(n) = v.as_i64()
+        && let Some((_, name)) = RECOMMENDED_ACTIONS.iter().find(|(k, _)| *k == n)
+    {
+        return Some((*name).to_owned());
+    }
+    scalar(v)
+}
+
 fn recommended_action(he: &Map<String, Value>) -> Option<String> {
     let action = he
         .get("recommendedAction")
-        .and_then(scalar)
+        .and_then(action_name)
         .filter(|s| !s.is_empty());
     let custom = he
         .get("customRecommendedAction")
@@ -368,7 +394,7 @@ mod tests {
         }
     }
 
-    const FATAL: &str = r#"{"metadata":{"cluster":"prod"},"healthEvent":{"version":1,"agent":"syslog-health-monitor","componentClass":"GPU","checkName":"GpuXidError","isFatal":true,"isHealthy":false,"message":"XID 79 <fell off the bus>","recommendedAction":"RESTART_VM","errorCode":["79"],"entitiesImpacted":[{"entityType":"GPU","entityValue":"GPU-1234"}],"generatedTimestamp":"2026-10-01T00:00:01Z","nodeName":"gpu-node-0001"}}"#;
+    const FATAL: &str = r#"{"metadata":{"cluster":"prod"},"healthEvent":{"version":1,"agent":"syslog-health-monitor","componentClass":"GPU","checkName":"GpuXidError","isFatal":true,"isHealthy":false,"message":"XID 79 <fell off the bus>","recommendedAction":15,"errorCode":["79"],"entitiesImpacted":[{"entityType":"GPU","entityValue":"GPU-1234"}],"generatedTimestamp":"2026-10-01T00:00:01Z","nodeName":"gpu-node-0001"}}"#;
 
     #[test]
     fn fatal_health_event() {
@@ -414,6 +440,33 @@ mod tests {
         assert_eq!(
             blocks[2]["elements"][0]["text"],
             "2026-10-01T00:00:01Z · event `ev-1`"
+        );
+    }
+
+    /// The action reads as its name in both wire forms; a number NVSentinel
+    /// has no name for shows as it is; a custom action follows in brackets.
+    #[test]
+    fn recommended_action_is_named_from_the_number_or_the_name() {
+        let shown = |action: &str, custom: &str| {
+            let data = format!(
+                r#"{{"healthEvent":{{"isFatal":true,"isHealthy":false,"recommendedAction":{action}{custom}}}}}"#
+            );
+            let (msg, _) = build(&event(&data, Some("application/json")), &Config::default()).unwrap();
+            msg["blocks"][1]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["text"].as_str().unwrap().to_owned())
+                .find(|f| f.starts_with("*Recommended action*"))
+        };
+        let field = |s: &str| Some(format!("*Recommended action*\n{s}"));
+        assert_eq!(shown("15", ""), field("RESTART_VM"));
+        assert_eq!(shown("\"RESTART_VM\"", ""), field("RESTART_VM"));
+        assert_eq!(shown("0", ""), field("NONE"));
+        assert_eq!(shown("1234", ""), field("1234"));
+        assert_eq!(
+            shown("27", r#","customRecommendedAction":"drain-rack""#),
+            field("CUSTOM (drain-rack)")
         );
     }
 
