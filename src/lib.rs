@@ -6,16 +6,19 @@
 //! # Layout
 //!
 //! - [`config`]: the YAML shape, `${…}` expansion, diagnostics with line and
-//!   column, and validation that compiles the runtime pieces.
-//! - [`event`]: the CloudEvent model (the official SDK), field paths, W3C
+//!   column (every unknown key of a file at once, `config::recover`), and
+//!   validation that compiles the runtime pieces.
+//! - [`event`]: the CloudEvent model (the official SDK) and its wire form,
+//!   field paths, NVSentinel's enums (numbers and names, `event::enums`), W3C
 //!   trace context (the distributed tracing extension).
 //! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`,
 //!   `kubernetes-event`, `nomad`).
-//! - [`route`]: the compiled route tree and its patterns.
-//! - [`source`]: where records come from (`file`, `stdin`, `mongodb`, `nats`,
-//!   `kubernetes`, `nomad`), with positions.
-//! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `wasm`) and
-//!   the delivery result.
+//! - [`route`]: the compiled route tree, its patterns and its CEL
+//!   expressions (`route::expr`).
+//! - [`source`]: where records come from (`file`, `stdin`, `http`, `mongodb`,
+//!   `nats`, `kubernetes`, `nomad`), with positions.
+//! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `kafka`,
+//!   `nats`, `amqp`, `redis`, `mqtt`, `wasm`) and the delivery result.
 //! - [`plugin`]: WebAssembly plugins on wasmtime: engine, code cache,
 //!   instance pools, limits, the host side of `wit/switchyard.wit`.
 //! - [`transform`]: transform steps (WASM plugins) and their `onError` policy.
@@ -24,8 +27,9 @@
 //!   shutdown.
 //! - [`reload`]: watches the config file (and SIGHUP) and hands validated
 //!   configs to the pipeline.
-//! - [`telemetry`]: Prometheus metrics, `/healthz`, `/readyz`; OpenTelemetry
-//!   spans per event and their OTLP exporter.
+//! - [`telemetry`]: Prometheus metrics (also under NVSentinel's names,
+//!   `telemetry::nvsentinel`), `/healthz`, `/readyz`; OpenTelemetry spans per
+//!   event (`telemetry::traces`) and their OTLP exporter (`telemetry::otlp`).
 //! - [`leader`]: leader election with a lease document in MongoDB.
 //! - [`state`]: where source positions are persisted.
 //! - [`cli`]: the `switchyard` command line.

@@ -441,3 +441,133 @@ async fn readyz_is_503_until_the_source_is_open() {
     }
     assert!(process.terminate().success());
 }
+
+/// NVSentinel's CEL filter in a running pipeline, as NVSentinel's exporter
+/// applies it: `exporter.filter.expression` carried unchanged by a root
+/// drop rule (`!(…)`), then CEL in match rules. A field a document lacks
+/// fails open (the rule lets the event through) and is counted under both
+/// metric names; filtered events still advance the position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvsentinels_cel_filter_runs_in_the_pipeline() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    let lines: Vec<&str> = SAMPLES.lines().take(N).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let file = |name: &str| dir.path().join(format!("{name}.jsonl"));
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata: {{cluster: test}}\n\
+             source: {{file: {{path: {input}, follow: true}}}}\n\
+             state: {{dir: {state}, flushInterval: 50ms}}\n\
+             telemetry: {{listen: 127.0.0.1:0, compat: nvsentinel}}\n\
+             route:\n\
+             \x20 drop:\n\
+             \x20   - expr: \"!(event.recommendedAction != 'NONE')\"\n\
+             \x20 match:\n\
+             \x20   - receiver: all\n\
+             \x20   - receiver: no79\n\
+             \x20     expr: \"!('XID_79' in event.errorCode)\"\n\
+             \x20   - receiver: west\n\
+             \x20     expr: \"event.metadata.zone.startsWith('us-west')\"\n\
+             receivers:\n\
+             \x20 - {{name: all, file: {{path: {all}}}}}\n\
+             \x20 - {{name: no79, file: {{path: {no79}}}}}\n\
+             \x20 - {{name: west, file: {{path: {west}}}}}\n",
+            input = input.display(),
+            state = dir.path().join("state").display(),
+            all = file("all").display(),
+            no79 = file("no79").display(),
+            west = file("west").display(),
+        ),
+    )
+    .unwrap();
+
+    // What NVSentinel's filter keeps, read from the raw documents.
+    let docs: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kept: Vec<&serde_json::Value> = docs
+        .iter()
+        .filter(|d| d["healthevent"]["recommendedaction"] != 0)
+        .collect();
+    let ids = |pick: &dyn Fn(&serde_json::Value) -> bool| -> Vec<&serde_json::Value> {
+        kept.iter().copied().filter(|d| pick(d)).collect()
+    };
+    let zone = |d: &serde_json::Value| d["healthevent"]["metadata"]["zone"].as_str().map(str::to_owned);
+    let want_all = ids(&|_| true);
+    let want_no79 = ids(&|d| {
+        !d["healthevent"]["errorcode"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "XID_79")
+    });
+    // Missing zone: an evaluation error, so the match rule matches.
+    let want_west = ids(&|d| zone(d).is_none_or(|z| z.starts_with("us-west")));
+    let missing_zone = kept.iter().filter(|d| zone(d).is_none()).count();
+    assert!(want_all.len() > 10 && want_all.len() < N / 2);
+    assert!(want_no79.len() < want_all.len());
+    assert!(missing_zone > 0 && want_west.len() < want_all.len());
+
+    let mut process = Process::run(&config, &[]);
+    let addr = process.telemetry_addr().await;
+    let deadline = Instant::now() + WAIT;
+    let size = std::fs::metadata(&input).unwrap().len();
+    let position = || {
+        std::fs::read_dir(dir.path().join("state"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".position.json"))
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect::<String>()
+    };
+    let scraped = loop {
+        let s = scrape(&addr).await;
+        if s.find("switchyard_events_in_flight", &[]) == Some(0.0)
+            && s.find("switchyard_events_read_total", &[]) == Some(N as f64)
+            && position().contains(&format!("\"offset\":{size}"))
+        {
+            break scrape(&addr).await;
+        }
+        assert!(Instant::now() < deadline, "not done:\n{}", s.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Counted from the raw documents, checked on what each receiver got.
+    let got = |name: &str| support::json_lines(&file(name));
+    let health = |e: &serde_json::Value| e["data"]["healthEvent"].clone();
+    let (all, no79, west) = (got("all"), got("no79"), got("west"));
+    assert_eq!(all.len(), want_all.len());
+    assert!(all.iter().all(|e| health(e)["recommendedAction"] != 0));
+    assert_eq!(no79.len(), want_no79.len());
+    assert!(no79.iter().all(|e| !health(e)["errorCode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "XID_79")));
+    assert_eq!(west.len(), want_west.len());
+    assert!(west.iter().all(|e| health(e)["metadata"]["zone"]
+        .as_str()
+        .is_none_or(|z| z.starts_with("us-west"))));
+    assert_eq!(
+        scraped.get("switchyard_route_expr_errors_total", &[]),
+        missing_zone as f64
+    );
+    assert_eq!(
+        scraped.get("health_events_exporter_filter_errors_total", &[]),
+        missing_zone as f64
+    );
+    assert_eq!(
+        scraped.get("health_events_exporter_events_filtered_total", &[]),
+        (N - want_all.len()) as f64
+    );
+    // The first error is logged, with the rule and the event.
+    process
+        .wait_for("CEL expression failed", Duration::from_secs(5))
+        .await;
+    assert!(process.terminate().success());
+}
