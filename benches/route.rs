@@ -124,9 +124,18 @@ fn benches(c: &mut Criterion) {
     // One drop rule, then one match-all receiver: the per-event cost of the
     // rule is what differs between these.
     let filters = [
-        ("pattern_action_none", "- data.healthEvent.recommendedAction: NONE"),
-        ("cel_action_not_none", r#"- expr: "!(event.recommendedAction != 'NONE')""#),
-        ("cel_error_code_45", r#"- expr: "!(!('45' in event.errorCode))""#),
+        (
+            "pattern_action_none",
+            "- data.healthEvent.recommendedAction: NONE",
+        ),
+        (
+            "cel_action_not_none",
+            r#"- expr: "!(event.recommendedAction != 'NONE')""#,
+        ),
+        (
+            "cel_error_code_45",
+            r#"- expr: "!(!('45' in event.errorCode))""#,
+        ),
         (
             "cel_fatal_gpu_zone",
             r#"- expr: "!(event.isFatal && event.componentClass == 'GPU' && 'zone' in event.metadata && event.metadata.zone.startsWith('us-west'))""#,

@@ -32,11 +32,14 @@
 //!   event (`telemetry::traces`) and their OTLP exporter (`telemetry::otlp`).
 //! - [`leader`]: leader election with a lease document in MongoDB.
 //! - [`state`]: where source positions are persisted.
+//! - [`journal`]: group-committed segment files of JSON lines, read in order
+//!   and reclaimed as they finish (`source.http`'s journal, disk buffers).
 //! - [`cli`]: the `switchyard` command line.
 
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod journal;
 pub mod leader;
 pub mod mapping;
 pub mod pipeline;

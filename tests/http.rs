@@ -702,3 +702,235 @@ async fn concurrent_deliveries_finishing_out_of_order_keep_the_position_ordered(
         "and once it finishes, the position reaches the end"
     );
 }
+
+/// One event a receiver refuses for ever (503, retried without end, no dead
+/// letters) holds the position, and with it the window of records in flight
+/// (`state.maxInFlight`): the source stops after `window` more records
+/// instead of growing memory with the stream; the healthy receiver gets
+/// exactly those. After a restart with the receiver fixed, the stuck event
+/// and everything after it is delivered: the healthy receiver gets its
+/// window again (at-least-once), never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_event_stops_the_source_after_the_window() {
+    const N: usize = 2_000;
+    const WINDOW: usize = 150;
+    const STUCK: usize = 300;
+    let documents = support::pipeline::distinct_documents(N);
+    let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
+    let run = Run::with_documents(&lines, &["stuck", "healthy"], "");
+    // The ids in input order, as Switchyard maps them.
+    let mapping = "metadata: {cluster: test}\nsource: {stdin: {}}\nroute: {match: [{receiver: o}]}\nreceivers: [{name: o, stdout: {}}]\n";
+    let (compiled, _) = validate(&parse(mapping).unwrap()).unwrap();
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            use switchyard::event::AttributesReader;
+            compiled.mapper.map(l.as_bytes()).unwrap().id().to_owned()
+        })
+        .collect();
+    let stuck_id = ids[STUCK].clone();
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stuck = http::receiver({
+        let (stuck_id, refusing) = (stuck_id.clone(), refusing.clone());
+        Arc::new(move |_, r| {
+            let id = r.json()["id"].as_str().unwrap().to_owned();
+            match id == stuck_id && refusing.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Reply::status(503),
+                false => Reply::status(200),
+            }
+        })
+    })
+    .await;
+    let healthy = http::receiver(http::always(200)).await;
+    let mut run = run;
+    run.yaml = run
+        .yaml
+        .replace(
+            "state: {dir: ",
+            &format!("state: {{maxInFlight: {WINDOW}, dir: "),
+        )
+        .replace("shutdownTimeout: 2s", "shutdownTimeout: 200ms")
+        + &format!(
+            "  - name: stuck\n    http: {{endpoint: \"{}\", concurrency: 4}}\n    retry: {{initialBackoff: 5ms, maxBackoff: 20ms}}\n\
+             \x20 - name: healthy\n    http: {{endpoint: \"{}\", concurrency: 4}}\n",
+            stuck.url(),
+            healthy.url()
+        );
+    let received = |r: &http::Receiver| -> HashSet<String> {
+        r.requests()
+            .iter()
+            .map(|q| q.json()["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let shutdown = CancellationToken::new();
+    let first = tokio::spawn({
+        let (yaml, shutdown) = (run.yaml.clone(), shutdown.clone());
+        async move {
+            let (compiled, _) = validate(&parse(&yaml).unwrap()).unwrap();
+            pipeline::run(compiled, shutdown).await.unwrap()
+        }
+    });
+    // The window fills: the stuck event and WINDOW - 1 records after it.
+    let read = STUCK + WINDOW;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while healthy.count() < read {
+        assert!(Instant::now() < deadline, "healthy got {}", healthy.count());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // … and stays full: nothing more is read while the event is refused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(healthy.count(), read, "the source waits for the window");
+    let want: HashSet<String> = ids[..read].iter().cloned().collect();
+    assert_eq!(received(&healthy), want);
+    assert!(stuck.requests().len() > read, "the stuck event is retried");
+    shutdown.cancel();
+    let stats = first.await.unwrap();
+    assert_eq!(Stats::get(&stats.read), read as u64);
+
+    // Fixed: the restart reads from the stuck event on.
+    refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let before = healthy.count();
+    run.run_to_end().await;
+    let again: Vec<String> = healthy.requests()[before..]
+        .iter()
+        .map(|q| q.json()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(again.len(), N - STUCK, "the window again, then the rest");
+    let again: HashSet<String> = again.into_iter().collect();
+    assert_eq!(again, ids[STUCK..].iter().cloned().collect::<HashSet<_>>());
+    assert_eq!(
+        received(&stuck),
+        ids.iter().cloned().collect::<HashSet<_>>()
+    );
+}
+
+/// The same stuck event, but the stuck receiver has a disk buffer: for the
+/// source position an event is done once it is on that receiver's disk, so
+/// the position and the healthy receiver move on through the whole input
+/// while the stuck one's buffer grows on disk. A restart (receiver fixed)
+/// re-sends only what the stuck receiver had not finished — the stuck
+/// event and everything behind it — to it alone; the healthy receiver gets
+/// nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_buffer_lets_the_position_and_the_others_move_past_a_stuck_event() {
+    const N: usize = 2_000;
+    const WINDOW: usize = 150;
+    const STUCK: usize = 300;
+    let documents = support::pipeline::distinct_documents(N);
+    let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
+    let mapping = "metadata: {cluster: test}\nsource: {stdin: {}}\nroute: {match: [{receiver: o}]}\nreceivers: [{name: o, stdout: {}}]\n";
+    let (compiled, _) = validate(&parse(mapping).unwrap()).unwrap();
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            use switchyard::event::AttributesReader;
+            compiled.mapper.map(l.as_bytes()).unwrap().id().to_owned()
+        })
+        .collect();
+    let stuck_id = ids[STUCK].clone();
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stuck = http::receiver({
+        let (stuck_id, refusing) = (stuck_id.clone(), refusing.clone());
+        Arc::new(move |_, r| {
+            let id = r.json()["id"].as_str().unwrap().to_owned();
+            match id == stuck_id && refusing.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Reply::status(503),
+                false => Reply::status(200),
+            }
+        })
+    })
+    .await;
+    let healthy = http::receiver(http::always(200)).await;
+    let mut run = Run::with_documents(&lines, &["stuck", "healthy"], "");
+    run.yaml = run
+        .yaml
+        .replace(
+            "state: {dir: ",
+            &format!("state: {{maxInFlight: {WINDOW}, flushInterval: 50ms, dir: "),
+        )
+        .replace("shutdownTimeout: 2s", "shutdownTimeout: 200ms")
+        + &format!(
+            "  - name: stuck\n    http: {{endpoint: \"{}\", concurrency: 4}}\n    retry: {{initialBackoff: 5ms, maxBackoff: 20ms}}\n    buffer: {{type: disk, maxSize: 64MiB}}\n\
+             \x20 - name: healthy\n    http: {{endpoint: \"{}\", concurrency: 4}}\n",
+            stuck.url(),
+            healthy.url()
+        );
+    let received = |r: &http::Receiver| -> Vec<String> {
+        r.requests()
+            .iter()
+            .map(|q| q.json()["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all: HashSet<String> = ids.iter().cloned().collect();
+
+    // The whole input flows: to the healthy receiver, into the buffer, and
+    // the position reaches the end of the file. (The stuck receiver keeps
+    // the run from ending, as without a buffer: stop it.)
+    let shutdown = CancellationToken::new();
+    let first = tokio::spawn({
+        let (yaml, shutdown) = (run.yaml.clone(), shutdown.clone());
+        async move {
+            let (compiled, _) = validate(&parse(&yaml).unwrap()).unwrap();
+            pipeline::run(compiled, shutdown).await.unwrap()
+        }
+    });
+    let size = std::fs::metadata(run.path("input.jsonl")).unwrap().len();
+    let position = || {
+        std::fs::read_dir(run.path("state"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".position.json"))
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect::<String>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while healthy.count() < N || !position().contains(&format!("\"offset\":{size}")) {
+        assert!(
+            Instant::now() < deadline,
+            "healthy got {}, position {}",
+            healthy.count(),
+            position()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    let stats = first.await.unwrap();
+    assert_eq!(Stats::get(&stats.read), N as u64);
+    let got: HashSet<String> = received(&healthy).into_iter().collect();
+    assert_eq!(got, all, "the healthy receiver is not held back");
+    assert_eq!(healthy.count(), N);
+    let delivered: HashSet<String> = received(&stuck).into_iter().collect();
+    assert!(delivered.len() < N && delivered.contains(&stuck_id));
+    let buffered: u64 = std::fs::read_dir(run.path("state/buffers/stuck"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(buffered > 0, "the stuck receiver's events wait on disk");
+
+    // Fixed and restarted: the buffer re-sends from the stuck event on.
+    refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (healthy_before, stuck_before) = (healthy.count(), stuck.count());
+    run.run_to_end().await;
+    assert_eq!(
+        healthy.count(),
+        healthy_before,
+        "nothing again for the healthy one"
+    );
+    let again = received(&stuck)[stuck_before..].to_vec();
+    let again_set: HashSet<String> = again.iter().cloned().collect();
+    assert!(again_set.contains(&stuck_id));
+    let missing: Vec<&String> = ids
+        .iter()
+        .filter(|i| !delivered.contains(*i) && !again_set.contains(*i))
+        .collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    // Only what it had not finished: at most the stuck event's window
+    // behind it (the buffer's position waits for the stuck event too).
+    assert!(
+        again_set.iter().all(|i| ids[STUCK..].contains(i)),
+        "nothing from before the stuck event is sent again"
+    );
+}

@@ -7,9 +7,7 @@
 //! of that document: same attributes, same data.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
@@ -19,6 +17,7 @@ use switchyard::pipeline::Stats;
 mod support;
 
 use support::pipeline::{Run, SAMPLES};
+use support::python::PyServer;
 
 /// How many sample documents are exported.
 const EVENTS: usize = 25;
@@ -31,82 +30,13 @@ const MODES: [(&str, &str); 3] = [
     ("batch", "batch, batch: {maxEvents: 10}"),
 ];
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// `ce_receiver.py`, the official SDK behind an HTTP server.
+fn receiver(out: PathBuf) -> PyServer {
+    PyServer::start("ce_receiver.py", "py-cloudevents", out)
 }
 
-/// The PYTHONPATH under which the SDK imports (installing it if missing).
-fn python_path() -> String {
-    let out = Command::new(root().join("scripts/py-cloudevents"))
-        .current_dir(root())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("runs scripts/py-cloudevents");
-    assert!(
-        out.status.success(),
-        "scripts/py-cloudevents failed: {}",
-        out.status
-    );
-    let path = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(!path.is_empty(), "scripts/py-cloudevents printed no path");
-    path
-}
-
-/// `ce_receiver.py`, killed when dropped (also when a test panics).
-struct PyReceiver {
-    child: Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl PyReceiver {
-    fn start(out: PathBuf) -> Self {
-        let child = Command::new("python3")
-            .arg(root().join("tests/support/ce_receiver.py"))
-            .arg(&out)
-            .env("PYTHONPATH", python_path())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starts python3");
-        // The guard exists before anything can panic.
-        let mut receiver = Self {
-            child,
-            port: 0,
-            out,
-        };
-        let mut line = String::new();
-        BufReader::new(receiver.child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        receiver.port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("ce_receiver.py printed {line:?} instead of its port"));
-        receiver
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-
-    /// What the SDK recorded: one JSON object per event (or per rejection).
-    fn records(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-}
-
-impl Drop for PyReceiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn url(receiver: &PyServer, path: &str) -> String {
+    format!("http://127.0.0.1:{}/{path}", receiver.ports[0])
 }
 
 /// Every 40th sample document: `EVENTS` of them, spread over the file.
@@ -117,13 +47,13 @@ fn sample_lines() -> Vec<&'static str> {
 }
 
 /// The shared pipeline harness with the three receivers, every event to each.
-fn run(lines: &[&str], receiver: &PyReceiver) -> Run {
+fn run(lines: &[&str], receiver: &PyServer) -> Run {
     let mut receivers = String::new();
     for (name, mode) in MODES {
         // A query string too: the receiver must tell the path from it.
         receivers += &format!(
             "  - name: {name}\n    http: {{endpoint: \"{url}?from=switchyard\", mode: {mode}}}\n",
-            url = receiver.url(&format!("events/{name}")),
+            url = url(receiver, &format!("events/{name}")),
         );
     }
     let names: Vec<&str> = MODES.iter().map(|(name, _)| *name).collect();
@@ -199,7 +129,7 @@ fn attribute_differences(sdk: &Value, expected: &Value, what: &str) -> Vec<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_cloudevents_sdk_accepts_every_mode_and_sees_the_mapped_events() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = PyReceiver::start(dir.path().join("sdk.jsonl"));
+    let receiver = receiver(dir.path().join("sdk.jsonl"));
     let lines = sample_lines();
     assert_eq!(lines.len(), EVENTS);
     let run = run(&lines, &receiver);

@@ -497,7 +497,11 @@ async fn nvsentinels_cel_filter_runs_in_the_pipeline() {
     let ids = |pick: &dyn Fn(&serde_json::Value) -> bool| -> Vec<&serde_json::Value> {
         kept.iter().copied().filter(|d| pick(d)).collect()
     };
-    let zone = |d: &serde_json::Value| d["healthevent"]["metadata"]["zone"].as_str().map(str::to_owned);
+    let zone = |d: &serde_json::Value| {
+        d["healthevent"]["metadata"]["zone"]
+            .as_str()
+            .map(str::to_owned)
+    };
     let want_all = ids(&|_| true);
     let want_no79 = ids(&|d| {
         !d["healthevent"]["errorcode"]
@@ -544,15 +548,19 @@ async fn nvsentinels_cel_filter_runs_in_the_pipeline() {
     assert_eq!(all.len(), want_all.len());
     assert!(all.iter().all(|e| health(e)["recommendedAction"] != 0));
     assert_eq!(no79.len(), want_no79.len());
-    assert!(no79.iter().all(|e| !health(e)["errorCode"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c == "XID_79")));
+    assert!(no79.iter().all(|e| {
+        !health(e)["errorCode"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "XID_79")
+    }));
     assert_eq!(west.len(), want_west.len());
-    assert!(west.iter().all(|e| health(e)["metadata"]["zone"]
-        .as_str()
-        .is_none_or(|z| z.starts_with("us-west"))));
+    assert!(west.iter().all(|e| {
+        health(e)["metadata"]["zone"]
+            .as_str()
+            .is_none_or(|z| z.starts_with("us-west"))
+    }));
     assert_eq!(
         scraped.get("switchyard_route_expr_errors_total", &[]),
         missing_zone as f64

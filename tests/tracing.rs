@@ -9,9 +9,7 @@
 //! `traceparent` must be the attempt's span in that trace.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,75 +22,18 @@ mod support;
 use support::http::{self, Reply};
 use support::pipeline::SAMPLES;
 use support::process::Process;
+use support::python::PyServer;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The PYTHONPATH under which the receiver imports (installing it if missing).
-fn python_path() -> String {
-    let out = Command::new(root().join("scripts/py-otlp"))
-        .current_dir(root())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("runs scripts/py-otlp");
-    assert!(
-        out.status.success(),
-        "scripts/py-otlp failed: {}",
-        out.status
+/// `otlp_receiver.py`: OTLP/HTTP on the first port, OTLP/gRPC on the second.
+fn collector(out: PathBuf) -> PyServer {
+    let server = PyServer::start("otlp_receiver.py", "py-otlp", out);
+    assert_eq!(
+        server.ports.len(),
+        2,
+        "otlp_receiver.py: {:?}",
+        server.ports
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// `otlp_receiver.py`, killed when dropped.
-struct Collector {
-    child: Child,
-    http_port: u16,
-    grpc_port: u16,
-    out: PathBuf,
-}
-
-impl Collector {
-    fn start(out: PathBuf) -> Self {
-        let child = Command::new("python3")
-            .arg(root().join("tests/support/otlp_receiver.py"))
-            .arg(&out)
-            .env("PYTHONPATH", python_path())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starts python3");
-        let mut collector = Self {
-            child,
-            http_port: 0,
-            grpc_port: 0,
-            out,
-        };
-        let mut line = String::new();
-        BufReader::new(collector.child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ports: Vec<u16> = line
-            .split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect();
-        assert_eq!(ports.len(), 2, "otlp_receiver.py printed {line:?}");
-        (collector.http_port, collector.grpc_port) = (ports[0], ports[1]);
-        collector
-    }
-
-    fn spans(&self) -> Vec<Value> {
-        support::json_lines(&self.out)
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    server
 }
 
 /// A document and the trace context NVSentinel's platform connector gave it.
@@ -328,11 +269,11 @@ fn check(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_over_otlp_http_join_the_platform_connectors_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path().join("spans.jsonl"));
+    let collector = collector(dir.path().join("spans.jsonl"));
     let docs = documents();
     // What NVSentinel's chart sets from global.tracing (host:port, insecure),
     // the protocol and headers; the YAML's header wins over the variable's.
-    let endpoint = format!("127.0.0.1:{}", collector.http_port);
+    let endpoint = format!("127.0.0.1:{}", collector.ports[0]);
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
@@ -345,7 +286,7 @@ async fn spans_over_otlp_http_join_the_platform_connectors_trace() {
     ];
     let tracing = "{enabled: true, headers: {authorization: Bearer from-yaml}}";
     let (ids, binary, structured) = export(dir.path(), &docs, tracing, &env).await;
-    let spans = collector.spans();
+    let spans = collector.records();
     check(&spans, &docs, &ids, &binary, &structured, "event-exporter");
     for span in &spans {
         assert_eq!(span["transport"], "http");
@@ -359,7 +300,7 @@ async fn spans_over_otlp_http_join_the_platform_connectors_trace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_over_otlp_grpc_as_the_yaml_says() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path().join("spans.jsonl"));
+    let collector = collector(dir.path().join("spans.jsonl"));
     let docs = documents();
     // The YAML wins over every variable here: they point at nothing.
     let env = [
@@ -370,10 +311,10 @@ async fn spans_over_otlp_grpc_as_the_yaml_says() {
     let tracing = format!(
         "{{enabled: true, protocol: grpc, endpoint: \"127.0.0.1:{}\", insecure: true, \
          serviceName: switchyard-test, headers: {{x-api-key: k3y}}}}",
-        collector.grpc_port
+        collector.ports[1]
     );
     let (ids, binary, structured) = export(dir.path(), &docs, &tracing, &env).await;
-    let spans = collector.spans();
+    let spans = collector.records();
     check(&spans, &docs, &ids, &binary, &structured, "switchyard-test");
     for span in &spans {
         assert_eq!(span["transport"], "grpc");
@@ -384,15 +325,19 @@ async fn spans_over_otlp_grpc_as_the_yaml_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracing_off_sends_the_documents_context_on_and_exports_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path().join("spans.jsonl"));
+    let collector = collector(dir.path().join("spans.jsonl"));
     let docs = documents();
-    let endpoint = format!("http://127.0.0.1:{}", collector.http_port);
+    let endpoint = format!("http://127.0.0.1:{}", collector.ports[0]);
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
     ];
     let (ids, binary, structured) = export(dir.path(), &docs, "{enabled: false}", &env).await;
-    assert_eq!(collector.spans(), Vec::<Value>::new(), "no spans when off");
+    assert_eq!(
+        collector.records(),
+        Vec::<Value>::new(),
+        "no spans when off"
+    );
     assert_eq!(structured.count(), docs.len() + 1, "one retry");
     for (doc, id) in docs.iter().zip(&ids) {
         let b: Vec<_> = binary
@@ -423,7 +368,7 @@ async fn tracing_off_sends_the_documents_context_on_and_exports_nothing() {
 async fn the_mongodb_backfill_has_its_span() {
     const N: usize = 3;
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path().join("spans.jsonl"));
+    let collector = collector(dir.path().join("spans.jsonl"));
     let uri = support::mongo::shared_uri().await;
     let db = support::mongo::unique_db("tracing");
     let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
@@ -457,7 +402,7 @@ async fn the_mongodb_backfill_has_its_span() {
              route: {{match: [{{receiver: out}}]}}\n\
              receivers: [{{name: out, file: {{path: {out}}}}}]\n",
             state = dir.path().join("state").display(),
-            port = collector.http_port,
+            port = collector.ports[0],
             out = out.display(),
         ),
     )
@@ -468,7 +413,7 @@ async fn the_mongodb_backfill_has_its_span() {
         .wait_for("backfill done", Duration::from_secs(30))
         .await;
     assert!(process.terminate().success(), "{}", process.log());
-    let spans = collector.spans();
+    let spans = collector.records();
     let backfill: Vec<&Value> = spans
         .iter()
         .filter(|s| s["name"] == "event_exporter.backfill")

@@ -27,7 +27,8 @@ pub use ops::{
 pub use recover::MAX_ERRORS as MAX_STRUCTURAL_ERRORS;
 pub use types::{ByteSize, Duration};
 pub use validate::{
-    BatchSpec, Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec, validate,
+    BatchSpec, BufferSpec, Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec,
+    validate,
 };
 
 /// The whole configuration file.
@@ -280,6 +281,9 @@ pub struct ReceiverConfig {
     /// The receiver's queue.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// Where its events wait: in memory (the queue) or on disk.
+    #[serde(default)]
+    pub buffer: Option<Spanned<BufferConfig>>,
     /// How failed deliveries are retried.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -324,6 +328,48 @@ fn default_max_size() -> ByteSize {
 
 fn default_max_files() -> u32 {
     5
+}
+
+/// `buffer: {type, maxEvents, maxSize, whenFull}`: where a receiver's
+/// events wait for it (Vector's buffer model and meanings).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BufferConfig {
+    /// `memory` (the queue) or `disk`.
+    #[serde(rename = "type", default)]
+    pub kind: BufferType,
+    /// `memory`: events held (default `queue.maxEvents`).
+    #[serde(default)]
+    pub max_events: Option<usize>,
+    /// `disk`: bytes on disk (default 256MiB).
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+    /// What happens to a new event when the buffer is full.
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+/// `buffer.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BufferType {
+    #[default]
+    Memory,
+    /// Events count as finished for the source position once they are
+    /// appended (and fsynced) to the receiver's own journal, which it
+    /// drains across restarts.
+    Disk,
+}
+
+/// `buffer.whenFull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WhenFull {
+    /// Wait for room (the source waits).
+    #[default]
+    Block,
+    /// Drop the new event for this receiver, counted and logged.
+    DropNewest,
 }
 
 /// `queue: {maxEvents, maxBatch}`.
@@ -422,6 +468,12 @@ pub struct StateConfig {
     /// How often an advanced position is written (and always at shutdown).
     #[serde(default = "default_flush_interval")]
     pub flush_interval: Duration,
+    /// At most this many records read but not yet finished by all their
+    /// receivers (the window between the source and the position): when it
+    /// is full the source waits, so a receiver stuck on one record bounds
+    /// memory instead of growing it with the stream.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: Spanned<usize>,
 }
 
 impl Default for StateConfig {
@@ -429,9 +481,21 @@ impl Default for StateConfig {
         Self {
             dir: default_state_dir(),
             flush_interval: default_flush_interval(),
+            max_in_flight: default_max_in_flight(),
         }
     }
 }
+
+fn default_max_in_flight() -> Spanned<usize> {
+    Spanned::new(
+        DEFAULT_MAX_IN_FLIGHT,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+/// `state.maxInFlight`'s default: twice a receiver queue's default size.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 20_000;
 
 fn default_state_dir() -> Spanned<String> {
     Spanned::new(

@@ -62,6 +62,7 @@ pub struct ReceiverSpec {
     pub name: String,
     pub kind: ReceiverKind,
     pub queue: QueueSpec,
+    pub buffer: BufferSpec,
     pub retry: RetryConfig,
     /// How queued events are grouped into deliveries.
     pub batch: BatchSpec,
@@ -107,10 +108,24 @@ pub struct QueueSpec {
     pub max_batch: usize,
 }
 
+/// `receivers[].buffer`: a memory buffer is the queue (`queue.max_events`);
+/// a disk buffer is a journal of at most `disk` bytes in
+/// `<state.dir>/buffers/<receiver>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BufferSpec {
+    pub disk: Option<u64>,
+    pub when_full: super::WhenFull,
+}
+
+/// A disk buffer's default `maxSize`.
+pub const DEFAULT_DISK_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateSpec {
     pub dir: PathBuf,
     pub flush_interval: std::time::Duration,
+    /// The window between the source and the position (`state.maxInFlight`).
+    pub max_in_flight: usize,
 }
 
 /// Validates and compiles. On success the diagnostics hold only warnings.
@@ -173,6 +188,12 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
     }
 
     let state_dir = expanded(&config.state.dir, "state.dir", &mut diags);
+    if config.state.max_in_flight.value == 0 {
+        diags.error(
+            Some(config.state.max_in_flight.referenced),
+            "state.maxInFlight: must be at least 1 (the records read but not yet delivered)",
+        );
+    }
     let plugin_cache = match &config.plugin_cache {
         Some(dir) => expanded(dir, "pluginCache", &mut diags).map(PathBuf::from),
         None => state_dir
@@ -212,6 +233,7 @@ pub fn validate(config: &Config) -> Result<(Compiled, Diagnostics), Diagnostics>
         state: StateSpec {
             dir: PathBuf::from(state_dir.expect("no errors means a state dir")),
             flush_interval: config.state.flush_interval.0,
+            max_in_flight: config.state.max_in_flight.value,
         },
         plugin_cache: plugin_cache.expect("no errors means a plugin cache dir"),
         shutdown_timeout: config.shutdown_timeout.0,
@@ -372,6 +394,72 @@ fn source(config: &Spanned<SourceConfig>, diags: &mut Diagnostics) -> Option<Sou
     }
 }
 
+/// `buffer`: a memory buffer's `maxEvents` sizes the queue; a disk buffer
+/// gets a directory named after the receiver.
+fn buffer(
+    r: &ReceiverConfig,
+    place: &str,
+    queue: &mut QueueSpec,
+    diags: &mut Diagnostics,
+) -> BufferSpec {
+    let Some(b) = &r.buffer else {
+        return BufferSpec::default();
+    };
+    let at = Some(b.referenced);
+    let b = &b.value;
+    match b.kind {
+        super::BufferType::Memory => {
+            if b.max_size.is_some() {
+                diags.error(
+                    at,
+                    format!("{place}.buffer.maxSize: only for type: disk (a memory buffer holds maxEvents events)"),
+                );
+            }
+            match b.max_events {
+                Some(0) => diags.error(at, format!("{place}.buffer.maxEvents: must be at least 1")),
+                Some(n) => queue.max_events = n,
+                None => {}
+            }
+            BufferSpec {
+                disk: None,
+                when_full: b.when_full,
+            }
+        }
+        super::BufferType::Disk => {
+            if b.max_events.is_some() {
+                diags.error(
+                    at,
+                    format!("{place}.buffer.maxEvents: only for type: memory (a disk buffer holds maxSize bytes)"),
+                );
+            }
+            let size = b.max_size.map_or(DEFAULT_DISK_BUFFER_BYTES, |s| s.0);
+            if size < 64 * 1024 {
+                diags.error(
+                    at,
+                    format!("{place}.buffer.maxSize: must be at least 64KiB"),
+                );
+            }
+            let name = &r.name.value;
+            let usable = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && name
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+            if !usable {
+                diags.error(
+                    at,
+                    format!("{place}.buffer: a disk buffer lives in <state.dir>/buffers/<name>, so the name {name:?} may use only letters, digits, '.', '_' and '-'"),
+                );
+            }
+            BufferSpec {
+                disk: Some(size),
+                when_full: b.when_full,
+            }
+        }
+    }
+}
+
 fn queue(q: &QueueConfig, place: &str, diags: &mut Diagnostics) -> QueueSpec {
     for (v, key) in [(q.max_events, "maxEvents"), (q.max_batch, "maxBatch")] {
         if v == 0 {
@@ -521,7 +609,8 @@ fn receiver(
     } else {
         ReceiverKind::Stdout
     };
-    let queue = queue(&r.queue, place, diags);
+    let mut queue = queue(&r.queue, place, diags);
+    let buffer = buffer(r, place, &mut queue, diags);
     let transforms = r
         .transforms
         .iter()
@@ -544,6 +633,7 @@ fn receiver(
         }),
         concurrency,
         queue,
+        buffer,
         retry: r.retry.clone(),
         dead_letter,
         transforms,

@@ -4,17 +4,38 @@
 //! records that are all finished. A record may also carry its own
 //! completion hook, called as soon as that record is finished (sources that
 //! acknowledge each message rather than a position).
+//!
+//! The records between the source and the position are bounded: with
+//! `window` records unfinished, [`Tracker::room`] waits until the oldest
+//! ones finish, so a receiver that never finishes one record stops the
+//! source after `window` more instead of growing memory with the stream.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 use crate::source::{Done, Position};
 
 /// Tracks unfinished records and the position they hold back.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tracker {
     inner: Mutex<Inner>,
+    /// At most this many records unfinished at once.
+    window: usize,
+    /// `inner.pending.len()`, readable without the lock.
+    len: AtomicUsize,
+    /// Wakes [`Tracker::room`] when the window has room again.
+    freed: Notify,
+}
+
+/// Unbounded: for tests of the ordering alone.
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +60,37 @@ struct Entry {
 }
 
 impl Tracker {
+    /// A tracker holding at most `window` unfinished records (at least 1).
+    pub fn new(window: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            window: window.max(1),
+            len: AtomicUsize::new(0),
+            freed: Notify::new(),
+        }
+    }
+
+    /// The window: how many records may be unfinished at once.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Waits until fewer than `window` records are unfinished; how many more
+    /// may begin now. Cancel-safe.
+    pub async fn room(&self) -> usize {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check: a finish in between still wakes us.
+            freed.as_mut().enable();
+            let len = self.len.load(Ordering::Acquire);
+            if len < self.window {
+                return self.window - len;
+            }
+            freed.await;
+        }
+    }
+
     /// Registers the next record, which `receivers` receivers must finish.
     /// A record with no receivers is finished at once.
     pub fn begin(&self, receivers: u32, position: Option<Position>, done: Option<Done>) -> u64 {
@@ -57,6 +109,7 @@ impl Tracker {
                 done: kept,
             });
             inner.advance();
+            self.len.store(inner.pending.len(), Ordering::Release);
             (seq, done)
         };
         if let Some(Done(hook)) = done {
@@ -93,7 +146,13 @@ impl Tracker {
                     hooks.extend(entry.done.take());
                 }
             }
+            let before = inner.pending.len();
             inner.advance();
+            let after = inner.pending.len();
+            self.len.store(after, Ordering::Release);
+            if before >= self.window && after < self.window {
+                self.freed.notify_waiters();
+            }
         }
         // Outside the lock: a hook may take its time.
         for Done(hook) in hooks {
@@ -164,6 +223,31 @@ mod tests {
             (at(40), 2),
             "unrouted records finish at once"
         );
+    }
+
+    /// The window: `room` says how many may begin, waits while it is full,
+    /// and wakes when the oldest record finishes — not when a later one
+    /// does, since the position (and the window) waits for the oldest.
+    #[tokio::test]
+    async fn the_window_waits_for_the_oldest_record() {
+        use std::sync::Arc;
+        let t = Arc::new(Tracker::new(3));
+        assert_eq!(t.room().await, 3);
+        let a = t.begin(1, at(10), None);
+        let b = t.begin(1, at(20), None);
+        assert_eq!(t.room().await, 1);
+        let c = t.begin(1, at(30), None);
+        let waiting = tokio::spawn({
+            let t = t.clone();
+            async move { t.room().await }
+        });
+        tokio::task::yield_now().await;
+        t.finish(&[b, c]);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "a still holds the window");
+        t.finish(&[a]);
+        assert_eq!(waiting.await.unwrap(), 3);
+        assert_eq!(t.committed().0, at(30));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! stops waiting; unfinished events are read again on the next start.
 
 mod ack;
+mod buffer;
 pub mod deadletter;
 mod receiver;
 pub mod retry;
@@ -137,7 +138,7 @@ async fn run_loaded(
         );
     }
     let stats = Arc::new(Stats::default());
-    let tracker = Arc::new(Tracker::default());
+    let tracker = Arc::new(Tracker::new(compiled.state.max_in_flight));
     let source = source::build(&compiled.source);
     let store = source.position_store(&compiled.state)?;
     let start = match &store {
@@ -149,7 +150,12 @@ async fn run_loaded(
     };
     let source_stats = stats.source.clone();
 
-    let mut topology = Topology::new(tracker.clone(), stats.clone());
+    let buffers = buffer::BufferContext::new(
+        &compiled.state.dir,
+        compiled.state.flush_interval,
+        shutdown.clone(),
+    );
+    let mut topology = Topology::new(tracker.clone(), stats.clone(), buffers.clone());
     let routing = topology.apply(&compiled, &plugins, options.sinks)?;
     let router = Router {
         topology,
@@ -194,6 +200,10 @@ async fn run_loaded(
     }
     checkpoint_stop.cancel();
     let saved = checkpointer.await.expect("checkpoint task does not panic");
+    // The disk buffers' positions: what their receivers finished.
+    buffers.stop.cancel();
+    buffers.savers.close();
+    buffers.savers.wait().await;
     if let Some(telemetry) = &options.telemetry {
         telemetry.clear_live();
     }
@@ -251,7 +261,13 @@ impl Router {
             tokio::select! {
                 biased;
                 Some(reload) = reload => self.reload(&mut routing, reload),
-                n = records.recv_many(&mut batch, ROUTER_BATCH) => {
+                // No more records than the window has room for (waiting
+                // here, not in the middle of a batch, keeps reloads going:
+                // one may be what unblocks a stuck receiver).
+                n = async {
+                    let room = self.tracker.room().await;
+                    records.recv_many(&mut batch, room.min(ROUTER_BATCH)).await
+                } => {
                     if n == 0 {
                         break;
                     }

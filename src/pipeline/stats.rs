@@ -157,6 +157,14 @@ pub struct ReceiverStats {
     pub dead_lettered: AtomicU64,
     /// Events in the receiver's queue now.
     pub queued: AtomicU64,
+    /// Disk buffer: events on disk the receiver has not finished.
+    pub buffer_events: AtomicU64,
+    /// Disk buffer: bytes of its journal on disk.
+    pub buffer_bytes: AtomicU64,
+    /// Disk buffer: how long its oldest unfinished event has waited (ms).
+    pub buffer_oldest_ms: AtomicU64,
+    /// Events dropped for this receiver by `buffer.whenFull: dropNewest`.
+    pub buffer_dropped: AtomicU64,
     /// Seconds per delivery attempt.
     pub latency: Histogram,
     /// Events per delivery.
@@ -171,6 +179,10 @@ impl Default for ReceiverStats {
             rejected: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             queued: AtomicU64::new(0),
+            buffer_events: AtomicU64::new(0),
+            buffer_bytes: AtomicU64::new(0),
+            buffer_oldest_ms: AtomicU64::new(0),
+            buffer_dropped: AtomicU64::new(0),
             // 1 ms … 65 s.
             latency: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             // 1 … 4096 events.

@@ -19,11 +19,12 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
+use super::buffer::{self, BufferContext, DiskBuffer};
 use super::receiver::{ReceiverHandle, ReceiverTask};
 use super::{Queued, ReceiverStats, Stats, Tracker};
-use crate::config::{Compiled, ReceiverSpec};
+use crate::config::{Compiled, ReceiverSpec, WhenFull};
 use crate::mapping::Mapper;
 use crate::plugin::{Plugin, Plugins};
 use crate::route::RouteTree;
@@ -45,14 +46,33 @@ pub struct Queue {
     pub name: Arc<str>,
     pub tx: mpsc::Sender<Queued>,
     pub stats: Arc<ReceiverStats>,
+    /// A memory buffer's `whenFull` (a disk buffer's writer applies its own).
+    when_full: WhenFull,
+    tracker: Arc<Tracker>,
 }
 
 impl Queue {
-    /// Queues one event (waiting while the queue is full). `false` if the
-    /// receiver's task is gone.
+    /// Queues one event (waiting while the queue is full, or dropping it
+    /// with `whenFull: dropNewest`). `false` if the receiver's task is gone.
     pub async fn send(&self, queued: Queued) -> bool {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(queued).await.is_ok() {
+        let sent = match self.when_full {
+            WhenFull::Block => self.tx.send(queued).await.map_err(|_| ()),
+            WhenFull::DropNewest => match self.tx.try_send(queued) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(dropped)) => {
+                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                    let n = self.stats.buffer_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n == 1 || n.is_multiple_of(10_000) {
+                        warn!(receiver = %self.name, dropped = n, "buffer full (whenFull: dropNewest): new events dropped for this receiver");
+                    }
+                    self.tracker.finish(&[dropped.seq]);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+            },
+        };
+        if sent.is_ok() {
             return true;
         }
         self.stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -69,11 +89,15 @@ struct Running {
     sink: Arc<dyn Sink>,
     plugins: Vec<Arc<Plugin>>,
     handle: ReceiverHandle,
+    /// Its disk buffer, if it has one.
+    disk: Option<DiskBuffer>,
 }
 
 /// A receiver, as metrics see it.
 pub struct ReceiverView {
     pub name: Arc<str>,
+    /// It has a disk buffer (its `buffer_*` stats mean something).
+    pub disk_buffer: bool,
     pub stats: Arc<ReceiverStats>,
     pub sink: Arc<dyn Sink>,
     pub plugins: Vec<Arc<Plugin>>,
@@ -85,15 +109,21 @@ pub struct Topology {
     tasks: TaskTracker,
     tracker: Arc<Tracker>,
     stats: Arc<Stats>,
+    buffers: BufferContext,
 }
 
+/// The queue between the router and a disk buffer's writer: it batches
+/// what it takes, so a short queue keeps the events in memory few.
+const DISK_INPUT_QUEUE: usize = 1024;
+
 impl Topology {
-    pub fn new(tracker: Arc<Tracker>, stats: Arc<Stats>) -> Self {
+    pub fn new(tracker: Arc<Tracker>, stats: Arc<Stats>, buffers: BufferContext) -> Self {
         Self {
             running: HashMap::new(),
             tasks: TaskTracker::new(),
             tracker,
             stats,
+            buffers,
         }
     }
 
@@ -111,12 +141,22 @@ impl Topology {
             spec: ReceiverSpec,
             digests: Vec<[u8; 32]>,
             built: Option<(Arc<dyn Sink>, Chain)>,
+            /// A new receiver's disk buffer, opened.
+            opened: Option<buffer::Opened>,
         }
         // Build everything first: a failure must not touch what runs.
         let mut sinks = sinks.map(Vec::into_iter);
         let mut plans = Vec::with_capacity(compiled.receivers.len());
         for spec in &compiled.receivers {
             let given = sinks.as_mut().and_then(Iterator::next);
+            if let Some(running) = self.running.get(&spec.name)
+                && running.spec.buffer != spec.buffer
+            {
+                return Err(BuildError {
+                    receiver: spec.name.clone(),
+                    reason: "its buffer settings changed; that needs a restart (events in the old buffer must drain first)".into(),
+                });
+            }
             let digests = digests(spec, plugins);
             let unchanged = given.is_none()
                 && self
@@ -132,10 +172,22 @@ impl Topology {
                 };
                 Some((sink, Chain::new(&spec.transforms, plugins)))
             };
+            let opened = match spec.buffer.disk {
+                Some(max_size) if !self.running.contains_key(&spec.name) => Some(
+                    buffer::open(&self.buffers, &spec.name, max_size).map_err(|reason| {
+                        BuildError {
+                            receiver: spec.name.clone(),
+                            reason,
+                        }
+                    })?,
+                ),
+                _ => None,
+            };
             plans.push(Plan {
                 spec: spec.clone(),
                 digests,
                 built,
+                opened,
             });
         }
 
@@ -147,10 +199,10 @@ impl Topology {
                 (None, Some(old)) => old,
                 (Some((sink, transforms)), Some(old)) => {
                     info!(receiver = %plan.spec.name, "receiver changed; its new settings apply from now on");
-                    Self::update(old, plan.spec, plan.digests, sink, transforms)
+                    self.update(old, plan.spec, plan.digests, sink, transforms)
                 }
                 (Some((sink, transforms)), None) => {
-                    self.start(plan.spec, plan.digests, sink, transforms)
+                    self.start(plan.spec, plan.digests, sink, transforms, plan.opened)
                 }
                 (None, None) => unreachable!("unchanged means it was running"),
             };
@@ -176,56 +228,107 @@ impl Topology {
         digests: Vec<[u8; 32]>,
         sink: Arc<dyn Sink>,
         transforms: Chain,
+        opened: Option<buffer::Opened>,
     ) -> Running {
-        let (tx, rx) = mpsc::channel(spec.queue.max_events);
         let plugins = plugins_of(&sink, &transforms);
         let stats = Arc::<ReceiverStats>::default();
+        // The receiver task's queue, and the tracker it finishes events in.
+        let (task_tx, task_rx) = mpsc::channel(spec.queue.max_events);
+        let (tx, disk, tracker) = match (spec.buffer.disk, opened) {
+            (Some(max_size), Some(opened)) => {
+                let (tx, rx) = mpsc::channel(DISK_INPUT_QUEUE);
+                let disk = buffer::start(
+                    &self.buffers,
+                    opened,
+                    &spec.name,
+                    max_size,
+                    spec.buffer.when_full,
+                    spec.queue.max_events,
+                    self.tracker.clone(),
+                    stats.clone(),
+                    rx,
+                    task_tx,
+                    &self.tasks,
+                );
+                let tracker = disk.tracker.clone();
+                (tx, Some(disk), tracker)
+            }
+            _ => (task_tx, None, self.tracker.clone()),
+        };
         let (task, handle) = ReceiverTask::new(
             &spec,
             sink.clone(),
             transforms,
-            rx,
-            self.tracker.clone(),
+            task_rx,
+            tracker,
             self.stats.clone(),
             stats.clone(),
         );
         self.tasks.spawn(task.run());
         Running {
-            queue: Queue {
-                name: spec.name.as_str().into(),
-                tx,
-                stats,
-            },
+            queue: self.queue(&spec, tx, stats),
             spec,
             digests,
             sink,
             plugins,
             handle,
+            disk,
         }
     }
 
-    /// Gives a running receiver new settings and a new queue.
+    fn queue(
+        &self,
+        spec: &ReceiverSpec,
+        tx: mpsc::Sender<Queued>,
+        stats: Arc<ReceiverStats>,
+    ) -> Queue {
+        Queue {
+            name: spec.name.as_str().into(),
+            tx,
+            stats,
+            // A disk buffer's writer decides what a full buffer means.
+            when_full: match spec.buffer.disk {
+                None => spec.buffer.when_full,
+                Some(_) => WhenFull::Block,
+            },
+            tracker: self.tracker.clone(),
+        }
+    }
+
+    /// Gives a running receiver new settings and a new queue (with a disk
+    /// buffer: new queues on both sides of it).
     fn update(
+        &self,
         old: Running,
         spec: ReceiverSpec,
         digests: Vec<[u8; 32]>,
         sink: Arc<dyn Sink>,
         transforms: Chain,
     ) -> Running {
-        let (tx, rx) = mpsc::channel(spec.queue.max_events);
         let plugins = plugins_of(&sink, &transforms);
-        old.handle.update(&spec, sink.clone(), transforms, rx);
+        let (task_tx, task_rx) = mpsc::channel(spec.queue.max_events);
+        let tx = match &old.disk {
+            None => task_tx,
+            Some(disk) => {
+                let (tx, rx) = mpsc::channel(DISK_INPUT_QUEUE);
+                // Both are alive as long as the buffer's tasks are, which
+                // outlive every `Running` that holds them.
+                let _ = disk.next_input.send(rx);
+                let _ = disk.next_output.send(task_tx);
+                tx
+            }
+        };
+        old.handle.update(&spec, sink.clone(), transforms, task_rx);
+        let mut queue = self.queue(&spec, tx, old.queue.stats);
+        queue.name = old.queue.name;
         Running {
-            queue: Queue {
-                name: old.queue.name,
-                tx,
-                stats: old.queue.stats,
-            },
+            queue,
             spec,
             digests,
             sink,
             plugins,
             handle: old.handle,
+            disk: old.disk,
         }
     }
 
@@ -236,6 +339,7 @@ impl Topology {
             .values()
             .map(|r| ReceiverView {
                 name: r.queue.name.clone(),
+                disk_buffer: r.disk.is_some(),
                 stats: r.queue.stats.clone(),
                 sink: r.sink.clone(),
                 plugins: r.plugins.clone(),

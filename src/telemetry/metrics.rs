@@ -229,6 +229,13 @@ fn pipeline(e: &mut DescriptorEncoder, live: &Live) -> Result {
         None,
         live.tracker.in_flight() as f64,
     )?;
+    gauge(
+        e,
+        "switchyard_events_in_flight_limit",
+        "The window (state.maxInFlight): with this many records in flight the source waits.",
+        None,
+        live.tracker.window() as f64,
+    )?;
 
     gauge(
         e,
@@ -324,7 +331,7 @@ fn rules(e: &mut DescriptorEncoder, live: &Live) -> Result {
 
 fn receivers(e: &mut DescriptorEncoder, live: &Live) -> Result {
     let rs = &live.receivers;
-    let counters: [Field<crate::pipeline::ReceiverStats>; 4] = [
+    let counters: [Field<crate::pipeline::ReceiverStats>; 5] = [
         (
             "switchyard_receiver_events_delivered",
             "Events delivered, by receiver.",
@@ -344,6 +351,11 @@ fn receivers(e: &mut DescriptorEncoder, live: &Live) -> Result {
             "switchyard_receiver_events_dead_lettered",
             "Events written to the receiver's dead letter file.",
             |s| &s.dead_lettered,
+        ),
+        (
+            "switchyard_receiver_buffer_dropped_events",
+            "Events dropped for the receiver by buffer.whenFull: dropNewest.",
+            |s| &s.buffer_dropped,
         ),
     ];
     for (name, help, field) in counters {
@@ -370,6 +382,43 @@ fn receivers(e: &mut DescriptorEncoder, live: &Live) -> Result {
             ([("receiver", &*r.name)], ConstGauge::new(v))
         }),
     )?;
+    let disk: Vec<_> = rs.iter().filter(|r| r.disk_buffer).collect();
+    type Stat = fn(&crate::pipeline::ReceiverStats) -> &AtomicU64;
+    let gauges: [(&str, &str, Option<Unit>, Stat); 3] = [
+        (
+            "switchyard_receiver_buffer_events",
+            "Disk buffer: events on disk the receiver has not finished.",
+            None,
+            |s| &s.buffer_events,
+        ),
+        (
+            "switchyard_receiver_buffer_size",
+            "Disk buffer: bytes of its journal on disk.",
+            Some(Unit::Bytes),
+            |s| &s.buffer_bytes,
+        ),
+        (
+            "switchyard_receiver_buffer_oldest_event_age",
+            "Disk buffer: how long its oldest unfinished event has waited.",
+            Some(Unit::Seconds),
+            |s| &s.buffer_oldest_ms,
+        ),
+    ];
+    for (name, help, unit, field) in gauges {
+        let seconds = matches!(unit, Some(Unit::Seconds));
+        family(
+            e,
+            name,
+            help,
+            unit.as_ref(),
+            MetricType::Gauge,
+            disk.iter().map(|r| {
+                let v = load(field(&r.stats));
+                let v = if seconds { v as f64 / 1000.0 } else { v as f64 };
+                ([("receiver", &*r.name)], ConstGauge::new(v))
+            }),
+        )?;
+    }
     family(
         e,
         "switchyard_receiver_delivery_duration",

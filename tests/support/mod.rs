@@ -9,6 +9,7 @@ pub mod mongo;
 pub mod nomad;
 pub mod pipeline;
 pub mod process;
+pub mod python;
 pub mod tls;
 
 /// The `id` of each JSON line in `text` (CloudEvents, or `route test` rows).

@@ -15,7 +15,6 @@
 mod auth;
 pub mod config;
 mod decode;
-mod journal;
 mod reader;
 mod server;
 #[cfg(test)]
@@ -33,6 +32,7 @@ use tracing::{info, warn};
 use super::{Source, SourceContext, SourceError};
 use crate::BoxFuture;
 use crate::config::StateSpec;
+use crate::journal;
 use crate::state::{FileStore, PositionStore, StateError};
 use config::HttpSourceSpec;
 

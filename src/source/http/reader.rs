@@ -2,15 +2,14 @@
 //! position is the journal offset just after it, read only up to what is
 //! synced; each record's completion frees its place in the backlog.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::journal::Shared;
+use crate::journal::lines::Chunk;
+use crate::journal::{Lines, Shared};
 use crate::source::{Done, Payload, Position, Record, SourceError};
 
 /// Events accepted (journaled, or about to be) and not yet finished.
@@ -51,104 +50,41 @@ impl Backlog {
     }
 }
 
-const CHUNK: usize = 1024 * 1024;
-
 /// Reads from `offset` until shutdown or until the writer is gone and
 /// everything synced is read.
 pub async fn read(
     journal: Arc<Shared>,
-    mut offset: u64,
+    offset: u64,
     out: mpsc::Sender<Record>,
     backlog: Arc<Backlog>,
     shutdown: CancellationToken,
 ) -> Result<(), SourceError> {
-    let io = |what, source| SourceError::Io {
-        what,
-        path: journal.dir.display().to_string(),
-        source,
-    };
-    let mut durable = journal.durable.subscribe();
-    let mut open: Option<(u64, Arc<File>)> = None;
-    let mut chunk = CHUNK;
+    let mut lines = Lines::new(journal.clone(), offset);
     loop {
-        let end = *durable.borrow_and_update();
-        if offset >= end {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                changed = durable.changed() => if changed.is_err() { return Ok(()) },
-            }
-            continue;
-        }
-        let Some((base, next)) = journal.locate(offset) else {
-            return Err(io(
-                "journal offset before its oldest segment in",
-                std::io::Error::other(format!("offset {offset}")),
-            ));
+        let chunk = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            chunk = lines.next() => chunk.map_err(|source| SourceError::Io {
+                what: "cannot read journal in",
+                path: journal.dir.display().to_string(),
+                source,
+            })?,
         };
-        let limit = end.min(next.unwrap_or(u64::MAX));
-        let file = match &open {
-            Some((b, f)) if *b == base => f.clone(),
-            _ => {
-                let f = Arc::new(
-                    journal
-                        .open_segment(base)
-                        .map_err(|e| io("cannot open journal segment in", e))?,
-                );
-                open = Some((base, f.clone()));
-                f
-            }
-        };
-        let len = ((limit - offset) as usize).min(chunk);
-        let at = offset - base;
-        let buf = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0; len];
-            file.read_exact_at(&mut buf, at).map(|()| buf)
-        })
-        .await
-        .expect("journal read does not panic")
-        .map_err(|e| io("cannot read journal in", e))?;
-
-        let mut records = Vec::new();
-        let mut start = 0;
-        for (i, _) in buf.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            let line = buf[start..i].to_vec();
-            start = i + 1;
-            records.push((line, offset + start as u64));
-        }
-        if records.is_empty() {
-            if len as u64 == limit - offset {
+        let records = match chunk {
+            Chunk::End => return Ok(()),
+            Chunk::Broken { from, to } => {
                 // Cannot happen: synced data ends with a whole line.
-                let reason = format!("journal bytes {offset}..{limit} hold no whole line");
-                send(
-                    &out,
-                    &backlog,
-                    &journal,
-                    Payload::Invalid(reason),
-                    limit,
-                    &shutdown,
-                )
-                .await;
-                offset = limit;
-            } else {
-                chunk *= 2; // a line longer than the chunk
+                let reason = format!("journal bytes {from}..{to} hold no whole line");
+                vec![(Payload::Invalid(reason), to)]
             }
-            continue;
-        }
-        chunk = CHUNK;
-        for (line, end) in records {
-            if !send(
-                &out,
-                &backlog,
-                &journal,
-                Payload::Line(line),
-                end,
-                &shutdown,
-            )
-            .await
-            {
+            Chunk::Lines(found) => found
+                .into_iter()
+                .map(|(line, end)| (Payload::Line(line), end))
+                .collect(),
+        };
+        for (payload, end) in records {
+            if !send(&out, &backlog, &journal, payload, end, &shutdown).await {
                 return Ok(());
             }
-            offset = end;
         }
     }
 }

@@ -15,8 +15,8 @@ use tracing::debug;
 
 use super::auth::{Authenticator, Denied};
 use super::decode::{DecodeError, decode};
-use super::journal::Append;
 use super::reader::Backlog;
+use crate::journal::Append;
 
 /// Seconds a sender is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "2";

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::journal::{self, Append};
 use super::reader::{self, Backlog};
+use crate::journal::{self, Append};
 use crate::source::{Payload, Position, Record};
 
 async fn append(tx: &mpsc::Sender<Append>, lines: &[&str]) {

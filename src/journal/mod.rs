@@ -1,11 +1,22 @@
-//! The journal: accepted events as JSON lines in segment files under
-//! `<state.dir>/http-journal/`, each named by the journal offset of its first
-//! byte. Offsets are global (they grow across segments), so a position is one
-//! number. Appends are group-committed: every request waiting while an fsync
-//! runs is written and synced by the next one, and only then answered.
+//! The journal: events as JSON lines in segment files in one directory, each
+//! named by the journal offset of its first byte. Offsets are global (they
+//! grow across segments), so a position is one number. Appends are
+//! group-committed: every append waiting while an fsync runs is written and
+//! synced by the next one, and only then acknowledged. [`Lines`] reads what
+//! is synced, in order, following the end as it grows; finished segments
+//! are deleted with [`Shared::release_before`].
 //!
 //! A crash can leave a torn last line (written, never synced, never
 //! acknowledged); opening the journal cuts it off.
+//!
+//! Two users: `source.http` (`<state.dir>/http-journal/`: accepted requests,
+//! answered once synced) and the receivers' disk buffers
+//! (`<state.dir>/buffers/<receiver>/`: events the source position has moved
+//! past, kept until the receiver finishes them).
+
+pub mod lines;
+
+pub use lines::Lines;
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -226,13 +237,26 @@ impl Writer {
         &self.shared
     }
 
-    /// Writes and syncs one group; on failure nothing of it counts.
-    fn write_group(&mut self, group: &[Append]) -> Result<(), String> {
+    /// Where the next append starts (everything before it is synced).
+    pub fn end(&self) -> u64 {
+        self.base + self.len
+    }
+
+    /// Writes `parts` as one group and syncs it; on failure nothing of it
+    /// counts (the partial write is cut off). Readers see it once synced.
+    /// Blocking: call from a blocking thread.
+    pub fn write_synced<'a>(
+        &mut self,
+        parts: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), String> {
         if self.broken {
             return Err("the journal is unusable since an earlier sync failure".into());
         }
-        let total: u64 = group.iter().map(|a| a.bytes.len() as u64).sum();
-        let written = group.iter().try_for_each(|a| self.file.write_all(&a.bytes));
+        let mut total = 0u64;
+        let written = parts.into_iter().try_for_each(|p| {
+            total += p.len() as u64;
+            self.file.write_all(p)
+        });
         if let Err(e) = written {
             // Cut the partial group off so the next one starts clean.
             if self.file.set_len(self.len).is_err() {
@@ -246,6 +270,7 @@ impl Writer {
             return Err(format!("journal sync: {e}"));
         }
         self.len += total;
+        self.shared.durable.send_replace(self.base + self.len);
         if self.len >= self.segment_bytes
             && let Err(e) = self.roll()
         {
@@ -277,7 +302,7 @@ impl Writer {
         while requests.recv_many(&mut group, 1024).await > 0 {
             let batch = std::mem::take(&mut group);
             let (writer, batch, result) = tokio::task::spawn_blocking(move || {
-                let result = self.write_group(&batch);
+                let result = self.write_synced(batch.iter().map(|a| a.bytes.as_slice()));
                 (self, batch, result)
             })
             .await
@@ -285,8 +310,6 @@ impl Writer {
             self = writer;
             if let Err(e) = &result {
                 error!(error = %e, requests_refused = batch.len(), "journal: cannot store accepted requests; they are answered 503");
-            } else {
-                self.shared.durable.send_replace(self.base + self.len);
             }
             for append in batch {
                 let _ = append.done.send(result.clone());
