@@ -311,7 +311,7 @@ async fn lead_and_export(
     else {
         return export(path, compiled, telemetry, tracer, shutdown).await;
     };
-    let lease = match Lease::connect(&mongo.uri, &mongo.database, spec).await {
+    let lease = match Lease::connect(&mongo.uri, mongo.tls.as_ref(), &mongo.database, spec).await {
         Ok(lease) => lease,
         Err(e) => {
             error!(error = %e, "switchyard stopped with an error");

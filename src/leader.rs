@@ -20,14 +20,15 @@
 
 use std::time::Duration;
 
+use mongodb::Collection;
 use mongodb::bson::{DateTime, Document, doc};
-use mongodb::options::{ClientOptions, CollectionOptions, ReturnDocument, WriteConcern};
-use mongodb::{Client, Collection};
+use mongodb::options::{CollectionOptions, ReturnDocument, WriteConcern};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::LeaderSpec;
+use crate::source::mongodb::MongoTlsSpec;
 
 /// The lease, as one replica sees it.
 pub struct Lease {
@@ -42,16 +43,16 @@ pub struct LeaseError(String);
 
 impl Lease {
     /// The lease `spec.lease` in `spec.collection` of `database` (the
-    /// source's) at `uri`. Connects lazily: an unreachable database shows
-    /// in the first attempt.
-    pub async fn connect(uri: &str, database: &str, spec: LeaderSpec) -> Result<Self, LeaseError> {
-        let mut options = ClientOptions::parse(uri)
+    /// source's) at `uri`, with the source's `tls`. Connects lazily: an
+    /// unreachable database shows in the first attempt.
+    pub async fn connect(
+        uri: &str,
+        tls: Option<&MongoTlsSpec>,
+        database: &str,
+        spec: LeaderSpec,
+    ) -> Result<Self, LeaseError> {
+        let client = crate::source::mongodb::connect(uri, tls, "switchyard-lease")
             .await
-            .map_err(|e| LeaseError(format!("MongoDB URI: {e}")))?;
-        options
-            .app_name
-            .get_or_insert_with(|| "switchyard-lease".to_owned());
-        let client = Client::with_options(options)
             .map_err(|e| LeaseError(format!("cannot connect to MongoDB: {e}")))?;
         let coll = client.database(database).collection_with_options(
             &spec.collection,

@@ -5,8 +5,10 @@
 //! into `.cache/helm` on first use (from npm) and runs `helm template`. The
 //! config in the rendered ConfigMap is validated by the built binary. The
 //! config reads its secrets from files mounted under
-//! `/var/run/secrets/switchyard`; the test writes stand-ins into a temporary
-//! directory and points the config there.
+//! `/var/run/secrets/switchyard`, and a MongoDB client certificate from
+//! NVSentinel's `/etc/ssl/mongo-client`; the test writes stand-ins (a real
+//! certificate and key, made with rcgen) into a temporary directory and
+//! points the config there.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,6 +17,27 @@ use serde_json::{Value, json};
 
 /// Where the chart and the manifests mount their Secrets.
 const SECRETS_DIR: &str = "/var/run/secrets/switchyard";
+
+/// Where NVSentinel's chart (and this one, given its values) mounts the
+/// MongoDB client certificate Secret.
+const MONGO_CLIENT_DIR: &str = "/etc/ssl/mongo-client";
+
+/// `ca.crt`, `tls.crt`, `tls.key` in `dir`, as cert-manager writes them.
+fn write_client_cert(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["event-exporter".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +96,19 @@ fn config_text(docs: &[Value]) -> String {
 /// Runs `switchyard validate` on `config` with stand-in secrets, asserting
 /// success; returns the config as parsed YAML.
 fn validate(config: &str, env: &[(&str, &str)]) -> Value {
+    let (out, local) = run_validate(config, env);
+    assert!(
+        out.status.success(),
+        "switchyard validate failed:\n{}{}\n--- config ---\n{local}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    serde_saphyr::from_str(config).expect("config is YAML")
+}
+
+/// `switchyard validate` on `config` with stand-in secrets: its output,
+/// and the config as validated (pointing at the stand-ins).
+fn run_validate(config: &str, env: &[(&str, &str)]) -> (Output, String) {
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets");
     // Both layouts: the chart mounts one directory per Secret, the plain
@@ -90,7 +126,11 @@ fn validate(config: &str, env: &[(&str, &str)]) -> Value {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, content).unwrap();
     }
-    let local = config.replace(SECRETS_DIR, secrets.to_str().unwrap());
+    let client_cert = dir.path().join("mongo-client");
+    write_client_cert(&client_cert);
+    let local = config
+        .replace(SECRETS_DIR, secrets.to_str().unwrap())
+        .replace(MONGO_CLIENT_DIR, client_cert.to_str().unwrap());
     let path: PathBuf = dir.path().join("config.yaml");
     std::fs::write(&path, &local).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -99,17 +139,34 @@ fn validate(config: &str, env: &[(&str, &str)]) -> Value {
         .envs(env.iter().copied())
         .output()
         .expect("run switchyard validate");
-    assert!(
-        out.status.success(),
-        "switchyard validate failed:\n{}{}\n--- config ---\n{local}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    serde_saphyr::from_str(config).expect("config is YAML")
+    (out, local)
 }
 
 fn container(docs: &[Value]) -> &Value {
     &one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn pod_spec(docs: &[Value]) -> &Value {
+    &one(docs, "Deployment")["spec"]["template"]["spec"]
+}
+
+/// The pod's volume `name`.
+fn volume<'a>(docs: &'a [Value], name: &str) -> Option<&'a Value> {
+    pod_spec(docs)["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+}
+
+/// Where the container mounts volume `name`.
+fn mount_path<'a>(docs: &'a [Value], name: &str) -> Option<&'a Value> {
+    container(docs)["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .map(|m| &m["mountPath"])
 }
 
 /// The config is mounted as a whole directory (subPath mounts never see
@@ -180,6 +237,12 @@ fn chart_defaults_render_a_valid_config() {
     );
     assert_eq!(config["leaderElection"]["lease"], "switchyard");
     assert_eq!(config["telemetry"]["listen"], "0.0.0.0:2112");
+    assert_eq!(config["telemetry"]["compat"], "nvsentinel");
+    assert!(config["telemetry"].get("tracing").is_none(), "no tracing");
+    assert!(config["source"]["mongodb"].get("tls").is_none(), "no tls");
+    assert!(config["route"].get("drop").is_none(), "no filter");
+    assert!(volume(&docs, "mongodb-client-cert").is_none());
+    assert!(volume(&docs, "tmp").is_none());
 
     assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 2);
     assert_pod_hardened(&docs);
@@ -241,6 +304,57 @@ fn chart_accepts_nvsentinel_event_exporter_values() {
         json!({"maxRetries": 30, "initialBackoff": "5s", "maxBackoff": "15m", "multiplier": 2.5})
     );
 
+    // exporter.filter.expression: NVSentinel exports when it is true.
+    assert_eq!(
+        config["route"]["drop"],
+        json!([{"expr": "!(event.recommendedAction != 'NONE')"}])
+    );
+    // global.tracing, as NVSentinel's chart passes it (OTEL_EXPORTER_OTLP_*).
+    assert_eq!(
+        config["telemetry"]["tracing"],
+        json!({"enabled": true, "endpoint": "otel-collector.monitoring.svc:4317", "insecure": true})
+    );
+    assert_eq!(config["telemetry"]["compat"], "nvsentinel");
+    // mongodbStore.clientCertMountPath: the three files of the Secret.
+    assert_eq!(
+        mongo["tls"],
+        json!({
+            "caFile": "/etc/ssl/mongo-client/ca.crt",
+            "certFile": "/etc/ssl/mongo-client/tls.crt",
+            "keyFile": "/etc/ssl/mongo-client/tls.key",
+        })
+    );
+    assert_eq!(
+        volume(&docs, "mongodb-client-cert").unwrap()["secret"],
+        json!({"secretName": "mongo-app-client-cert-secret", "optional": true})
+    );
+    assert_eq!(
+        mount_path(&docs, "mongodb-client-cert"),
+        Some(&json!(MONGO_CLIENT_DIR))
+    );
+    // The joined certificate and key go to /tmp, in memory, under a
+    // read-only root filesystem.
+    assert_eq!(
+        volume(&docs, "tmp").unwrap()["emptyDir"],
+        json!({"medium": "Memory", "sizeLimit": "1Mi"})
+    );
+    assert_eq!(mount_path(&docs, "tmp"), Some(&json!("/tmp")));
+
+    let pod = pod_spec(&docs);
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    assert_eq!(
+        pod["nodeSelector"],
+        json!({"node-role.kubernetes.io/system": "true"})
+    );
+    assert_eq!(
+        pod["tolerations"],
+        json!([{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}])
+    );
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+            ["topologyKey"],
+        "kubernetes.io/hostname"
+    );
     assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 1);
     assert_eq!(
         container(&docs)["image"],
@@ -299,11 +413,89 @@ fn chart_options_render_valid_configs() {
 }
 
 #[test]
-fn chart_refuses_nvsentinel_filter_expression() {
-    let out = render_chart(&["--set", "exporter.filter.expression=event.isFatal == true"]);
+fn chart_renders_any_filter_expression_as_one_quoted_drop_rule() {
+    // Quotes, a colon and a hash: YAML-sensitive, passed through intact,
+    // ahead of the chart's own drop rules.
+    let expression =
+        r#"event.checkName == "GpuXid: #48" || (event.isFatal && event.message != 'it\'s, "ok"')"#;
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    let yaml = json!({
+        "exporter": {"filter": {"expression": expression}},
+        "drop": [{"data.healthEvent.agent": "test-agent"}],
+    });
+    std::fs::write(&values, yaml.to_string()).unwrap();
+    let docs = render(&["-f", values.to_str().unwrap()]);
+    let config = validate(&config_text(&docs), &[]);
+    assert_eq!(
+        config["route"]["drop"],
+        json!([{"expr": format!("!({expression})")}, {"data.healthEvent.agent": "test-agent"}])
+    );
+
+    // A broken expression stops `validate` (and the pod's start), pointing
+    // at the rendered rule, as NVSentinel refuses it at start.
+    let docs = render(&[
+        "--set-string",
+        "exporter.filter.expression=event.isFatal ==",
+    ]);
+    let (out, _) = run_validate(&config_text(&docs), &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("exporter.filter.expression"), "{err}");
+    assert!(
+        err.contains("route.drop[0].expr: CEL syntax error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn chart_telemetry_values_win_over_nvsentinel_globals() {
+    let docs = render(&[
+        "--set",
+        "global.tracing.enabled=true",
+        "--set",
+        "global.tracing.endpoint=otel:4317",
+        "--set",
+        "global.tracing.insecure=true",
+        "--set",
+        "telemetry.tracing.endpoint=https://collector.example.net:4318",
+        "--set",
+        "telemetry.tracing.protocol=http/protobuf",
+        "--set",
+        "telemetry.tracing.serviceName=exporter-eu",
+        "--set-string",
+        "telemetry.compat=",
+        "--set-json",
+        r#"global.systemNodeSelector={"pool":"system"}"#,
+        "--set-json",
+        r#"nodeSelector={"pool":"ignored"}"#,
+    ]);
+    let config = validate(&config_text(&docs), &[]);
+    assert_eq!(
+        config["telemetry"]["tracing"],
+        json!({
+            "enabled": true,
+            "endpoint": "https://collector.example.net:4318",
+            "protocol": "http/protobuf",
+            "serviceName": "exporter-eu",
+            "insecure": true,
+        })
+    );
+    assert!(config["telemetry"].get("compat").is_none(), "compat off");
+    // NVSentinel's global placement of system pods wins, as in its chart.
+    assert_eq!(pod_spec(&docs)["nodeSelector"], json!({"pool": "system"}));
+
+    // Tracing from Switchyard's value alone.
+    let docs = render(&["--set", "telemetry.tracing.enabled=true"]);
+    let config = validate(&config_text(&docs), &[]);
+    assert_eq!(config["telemetry"]["tracing"], json!({"enabled": true}));
+}
+
+#[test]
+fn chart_refuses_a_sink_type_it_cannot_render() {
+    let out = render_chart(&["--set", "exporter.sink.type=kafka"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exporter.sink.type \"kafka\""), "{err}");
 }
 
 #[test]

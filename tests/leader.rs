@@ -39,10 +39,10 @@ async fn the_lease_goes_to_one_replica_until_it_expires_or_is_released() {
     let uri = mongo::shared_uri().await;
     let db = mongo::unique_db("lease");
     let duration = Duration::from_secs(2);
-    let a = Lease::connect(&uri, &db, spec("export", "a", duration))
+    let a = Lease::connect(&uri, None, &db, spec("export", "a", duration))
         .await
         .unwrap();
-    let b = Lease::connect(&uri, &db, spec("export", "b", duration))
+    let b = Lease::connect(&uri, None, &db, spec("export", "b", duration))
         .await
         .unwrap();
 
@@ -80,7 +80,7 @@ async fn a_leader_that_cannot_renew_gives_up_before_its_lease_expires() {
     let uri = mongo::shared_uri().await;
     let db = mongo::unique_db("lease_lost");
     let duration = Duration::from_secs(2);
-    let leader = Lease::connect(&uri, &db, spec("export", "leader", duration))
+    let leader = Lease::connect(&uri, None, &db, spec("export", "leader", duration))
         .await
         .unwrap();
     let deadline = leader.try_acquire().await.unwrap().expect("free lease");
@@ -88,6 +88,7 @@ async fn a_leader_that_cannot_renew_gives_up_before_its_lease_expires() {
     // The same replica, cut off from the database (nothing listens there).
     let cut_off = Lease::connect(
         "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=60000",
+        None,
         &db,
         spec("export", "leader", duration),
     )
@@ -101,7 +102,7 @@ async fn a_leader_that_cannot_renew_gives_up_before_its_lease_expires() {
 
     // At that moment the lease is still valid in the database: nobody
     // else can take it yet, so no two replicas export at once.
-    let other = Lease::connect(&uri, &db, spec("export", "other", duration))
+    let other = Lease::connect(&uri, None, &db, spec("export", "other", duration))
         .await
         .unwrap();
     assert!(

@@ -1,6 +1,7 @@
 //! The MongoDB change-stream source against a real replica set: live
 //! streaming, restart, backfill order/limits/rate, the backfill → stream
-//! hand-over, recovery from a lost resume token, malformed documents.
+//! hand-over, recovery from a lost resume token, malformed documents, TLS
+//! with a client certificate from separate files.
 
 mod support;
 
@@ -25,22 +26,29 @@ struct Exporter {
 }
 
 struct Setup {
+    /// The exporter's URI.
     uri: String,
+    /// The test's own (the same, or with TLS options).
+    client_uri: String,
     db: String,
     dir: tempfile::TempDir,
 }
 
 impl Setup {
     async fn new(test: &str) -> Self {
+        let uri = mongo::shared_uri().await;
         Self {
-            uri: mongo::shared_uri().await,
+            client_uri: uri.clone(),
+            uri,
             db: mongo::unique_db(test),
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
     async fn client(&self) -> mongodb::Client {
-        mongodb::Client::with_uri_str(&self.uri).await.unwrap()
+        mongodb::Client::with_uri_str(&self.client_uri)
+            .await
+            .unwrap()
     }
 
     async fn events(&self) -> mongodb::Collection<Document> {
@@ -424,4 +432,147 @@ fn is_well_formed(d: &Document) -> bool {
         a.iter().all(|e| matches!(e, Bson::Document(d) if matches!(d.get("entitytype"), Some(Bson::String(_)))))
     });
     fatal_ok && codes_ok && entities_ok
+}
+
+/// `cert` then `key`, as one PEM file (the shape mongod and the driver's
+/// `tlsCertificateKeyFile` want).
+fn joined_pem(cert: &Path, key: &Path, to: PathBuf) -> PathBuf {
+    let mut pem = std::fs::read(cert).unwrap();
+    pem.extend(std::fs::read(key).unwrap());
+    std::fs::write(&to, pem).unwrap();
+    to
+}
+
+/// The first line of base64 in a PEM private key: it must appear in no message.
+fn key_material(key: &Path) -> String {
+    std::fs::read_to_string(key)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+/// A mongod that requires TLS and a client certificate signed by its CA.
+/// The source is given the CA, the certificate and the key as three files
+/// (as a cert-manager Secret mounts them) and streams; the same source
+/// without a certificate, or with a certificate of another CA, is refused,
+/// with an error that names the TLS failure and holds no key material.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate_in_separate_files() {
+    let pki = support::tls::Pki::new();
+    let dir = pki.dir.path();
+    let tls = mongo::Tls {
+        server_cert_key: joined_pem(
+            &pki.server_cert,
+            &pki.server_key,
+            dir.join("server-joined.pem"),
+        ),
+        ca: pki.ca.clone(),
+        client_cert_key: joined_pem(
+            &pki.client_cert,
+            &pki.client_key,
+            dir.join("client-joined.pem"),
+        ),
+    };
+    let rs = mongo::ReplicaSet::start_tls(tls.clone()).await;
+    let setup = Setup {
+        uri: rs.uri(),
+        client_uri: format!(
+            "{}&tls=true&tlsCAFile={}&tlsCertificateKeyFile={}",
+            rs.uri(),
+            tls.ca.display(),
+            tls.client_cert_key.display()
+        ),
+        db: mongo::unique_db("tls"),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let files = format!(
+        "    tls: {{caFile: {}, certFile: {}, keyFile: {}}}\n",
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+
+    let exporter = setup.start(&format!("    backfill: {{enabled: false}}\n{files}"));
+    wait_for_token(&setup).await;
+    let docs = documents(20, chrono::Utc::now());
+    setup.events().await.insert_many(&docs).await.unwrap();
+    wait_for_ids(&setup.out(), &ids(&docs)).await;
+    let stats = exporter.stop().await;
+    assert_eq!(Stats::get(&stats.delivered), 20);
+    // The joined certificate and key lived only while the client was made.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("switchyard-mongodb-client-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Refused: no client certificate; a certificate another CA signed.
+    let other = support::tls::Pki::new();
+    for (case, tls_yaml, key) in [
+        (
+            "no client certificate",
+            format!("    tls: {{caFile: {}}}\n", pki.ca.display()),
+            &pki.client_key,
+        ),
+        (
+            "a certificate of another CA",
+            format!(
+                "    tls: {{caFile: {}, certFile: {}, keyFile: {}}}\n",
+                pki.ca.display(),
+                other.client_cert.display(),
+                other.client_key.display()
+            ),
+            &other.client_key,
+        ),
+    ] {
+        let refused = Setup {
+            uri: format!("{}&serverSelectionTimeoutMS=3000", rs.uri()),
+            client_uri: setup.client_uri.clone(),
+            db: setup.db.clone(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let yaml = refused.config(&tls_yaml);
+        let (compiled, _) = validate(&parse(&yaml).unwrap()).unwrap();
+        let switchyard::config::SourceSpec::Mongodb(spec) = &compiled.source else {
+            panic!("a mongodb source")
+        };
+        let client = switchyard::source::mongodb::connect(&spec.uri, spec.tls.as_ref(), "test")
+            .await
+            .expect("the client is made; the server refuses the handshake");
+        let err = client
+            .database(&refused.db)
+            .collection::<Document>("HealthEvents")
+            .find_one(doc! {})
+            .await
+            .expect_err(case)
+            .to_string();
+        // mongod closes the connection without a TLS alert: the driver
+        // can only tell that the TLS session ended.
+        assert!(
+            err.contains("Server selection timeout") && err.contains("TLS"),
+            "{case}: {err}"
+        );
+        assert!(!err.contains(&key_material(key)), "{case}: {err}");
+        assert!(
+            !err.contains(&key_material(&pki.client_key)),
+            "{case}: {err}"
+        );
+    }
+    let log = rs.log();
+    // Each was refused for its certificate, not for anything else.
+    assert!(
+        log.contains("no SSL certificate provided by peer"),
+        "mongod refused the client without a certificate"
+    );
+    assert!(
+        log.contains("SSL peer certificate validation failed"),
+        "mongod refused the certificate of another CA"
+    );
 }

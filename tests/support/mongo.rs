@@ -42,11 +42,33 @@ pub struct ReplicaSet {
     pub port: u16,
     dir: tempfile::TempDir,
     watchdog: Option<Child>,
+    tls: Option<Tls>,
+}
+
+/// PEM files for a mongod that requires TLS and a client certificate.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The server's certificate and key in one file (`--tlsCertificateKeyFile`).
+    pub server_cert_key: PathBuf,
+    /// The CA that signs server and client certificates (`--tlsCAFile`).
+    pub ca: PathBuf,
+    /// A client certificate and key in one file, for the test's own admin client.
+    pub client_cert_key: PathBuf,
 }
 
 impl ReplicaSet {
     /// Starts mongod on a free port and initiates `rs0`.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts mongod with `--tlsMode requireTLS`: only clients presenting a
+    /// certificate signed by `tls.ca` connect.
+    pub async fn start_tls(tls: Tls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<Tls>) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
@@ -54,9 +76,10 @@ impl ReplicaSet {
             port,
             dir,
             watchdog: None,
+            tls,
         };
         rs.launch().await;
-        let admin = direct_client(port).await;
+        let admin = rs.direct_client().await;
         let init = admin
             .database("admin")
             .run_command(doc! {"replSetInitiate": {"_id": "rs0", "members": [{"_id": 0, "host": format!("127.0.0.1:{port}")}]}})
@@ -67,8 +90,13 @@ impl ReplicaSet {
                 "replSetInitiate: {e}"
             );
         }
-        wait_primary(port).await;
+        rs.wait_primary().await;
         rs
+    }
+
+    /// mongod's log (why it refused a connection, for instance).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mongod.log")).unwrap_or_default()
     }
 
     pub fn uri(&self) -> String {
@@ -100,6 +128,16 @@ impl ReplicaSet {
             .arg("--pidfilepath")
             .arg(&pidfile)
             .args(["--oplogSize", "128", "--wiredTigerCacheSizeGB", "0.25"])
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "--tlsMode".into(),
+                    "requireTLS".into(),
+                    "--tlsCertificateKeyFile".into(),
+                    t.server_cert_key.clone().into_os_string(),
+                    "--tlsCAFile".into(),
+                    t.ca.clone().into_os_string(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -137,38 +175,48 @@ impl ReplicaSet {
     /// Starts mongod again on the same port and data, and waits for primary.
     pub async fn restart(&mut self) {
         self.launch().await;
-        wait_primary(self.port).await;
+        self.wait_primary().await;
+    }
+
+    /// A client of this one node (with the test's client certificate
+    /// under TLS).
+    async fn direct_client(&self) -> mongodb::Client {
+        let mut uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port);
+        if let Some(t) = &self.tls {
+            uri.push_str(&format!(
+                "&tls=true&tlsCAFile={}&tlsCertificateKeyFile={}",
+                t.ca.display(),
+                t.client_cert_key.display()
+            ));
+        }
+        mongodb::Client::with_uri_str(uri).await.unwrap()
+    }
+
+    async fn wait_primary(&self) {
+        let client = self.direct_client().await;
+        let port = self.port;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let hello = client
+                .database("admin")
+                .run_command(doc! {"hello": 1})
+                .await;
+            if hello.is_ok_and(|h| h.get_bool("isWritablePrimary").unwrap_or(false)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mongod on port {port} did not become primary; see {}",
+                self.dir.path().join("mongod.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
 impl Drop for ReplicaSet {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-async fn direct_client(port: u16) -> mongodb::Client {
-    mongodb::Client::with_uri_str(format!("mongodb://127.0.0.1:{port}/?directConnection=true"))
-        .await
-        .unwrap()
-}
-
-async fn wait_primary(port: u16) {
-    let client = direct_client(port).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let hello = client
-            .database("admin")
-            .run_command(doc! {"hello": 1})
-            .await;
-        if hello.is_ok_and(|h| h.get_bool("isWritablePrimary").unwrap_or(false)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mongod on port {port} did not become primary"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -1,5 +1,9 @@
 //! `source.mongodb`: the YAML shape and its validation into a [`MongoSpec`].
 
+use std::path::PathBuf;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -35,6 +39,28 @@ pub struct MongoSourceConfig {
     /// History read on first start (no token) and after a lost token.
     #[serde(default)]
     pub backfill: BackfillConfig,
+    /// TLS with certificate files (a mounted Secret): turns TLS on; its
+    /// files take the place of the URI's `tlsCAFile`/`tlsCertificateKeyFile`.
+    #[serde(default)]
+    pub tls: Option<Spanned<MongoTlsConfig>>,
+}
+
+/// `tls: {caFile, certFile, keyFile}`, e.g. the `ca.crt`, `tls.crt` and
+/// `tls.key` of a cert-manager Secret. All optional; `certFile` and
+/// `keyFile` go together.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MongoTlsConfig {
+    /// PEM CA certificates that sign the server's certificate (instead of
+    /// the built-in web roots).
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    /// PEM client certificate (x.509 authentication, mutual TLS), with `keyFile`.
+    #[serde(default)]
+    pub cert_file: Option<Spanned<String>>,
+    /// PEM private key of `certFile` (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(default)]
+    pub key_file: Option<Spanned<String>>,
 }
 
 /// `resumeTokens: {database, collection, clientName}`: one document per
@@ -148,6 +174,34 @@ pub struct MongoSpec {
     pub tokens_collection: String,
     pub client_name: String,
     pub backfill: BackfillSpec,
+    pub tls: Option<MongoTlsSpec>,
+}
+
+/// Validated `tls`: the CA file (read by the driver when the client is
+/// made) and the client certificate with its key, as one PEM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MongoTlsSpec {
+    pub ca_file: Option<PathBuf>,
+    pub identity: Option<Identity>,
+}
+
+/// A client certificate chain and its private key, as one PEM (the shape
+/// the driver's `tlsCertificateKeyFile` wants). Secret: `Debug` shows
+/// neither.
+#[derive(Clone, PartialEq)]
+pub struct Identity {
+    /// Where the certificate came from (for messages).
+    pub cert_file: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("cert_file", &self.cert_file)
+            .field("pem", &"***")
+            .finish()
+    }
 }
 
 /// The URI may hold a password: `Debug` leaves it out.
@@ -163,6 +217,7 @@ impl std::fmt::Debug for MongoSpec {
             .field("tokens_collection", &self.tokens_collection)
             .field("client_name", &self.client_name)
             .field("backfill", &self.backfill)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -260,6 +315,10 @@ impl MongoSourceConfig {
                 "source.mongodb.backfill.timeField: must not be empty",
             );
         }
+        let tls = match &self.tls {
+            Some(t) => Some(t.value.compile(t.referenced, diags)?),
+            None => None,
+        };
         Some(MongoSpec {
             uri: uri?,
             database: self.database.clone(),
@@ -277,8 +336,153 @@ impl MongoSourceConfig {
                 rate_limit: b.rate_limit,
                 time_field: b.time_field.clone(),
             },
+            tls,
         })
     }
+}
+
+const TLS: &str = "source.mongodb.tls";
+
+impl MongoTlsConfig {
+    /// Reads and checks the files: the CA file holds certificates, the
+    /// certificate file a chain, the key file a private key that belongs to
+    /// it. Messages name the key and the file, never what the files hold.
+    fn compile(&self, at: serde_saphyr::Location, diags: &mut Diagnostics) -> Option<MongoTlsSpec> {
+        let mut ok = true;
+        let ca_file = match &self.ca_file {
+            Some(f) => {
+                let place = format!("{TLS}.caFile");
+                match read(f, &place, diags) {
+                    Some((path, pem)) => {
+                        let certs =
+                            CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
+                        if !matches!(&certs, Ok(c) if !c.is_empty()) {
+                            diags.error(
+                                Some(f.referenced),
+                                format!("{place}: no PEM certificate in {}", path.display()),
+                            );
+                            ok = false;
+                        }
+                        Some(path)
+                    }
+                    None => {
+                        ok = false;
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let identity = match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => {
+                let cert = read(c, &format!("{TLS}.certFile"), diags);
+                let key = read(k, &format!("{TLS}.keyFile"), diags);
+                match (cert, key) {
+                    (Some(cert), Some(key)) => {
+                        let identity = check_identity(c, &cert, k, &key, diags);
+                        ok &= identity.is_some();
+                        identity
+                    }
+                    _ => {
+                        ok = false;
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                diags.error(Some(at), format!("{TLS}: certFile and keyFile go together"));
+                ok = false;
+                None
+            }
+        };
+        ok.then_some(MongoTlsSpec { ca_file, identity })
+    }
+}
+
+/// The expanded path of `f` and the file's bytes.
+fn read(f: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option<(PathBuf, Vec<u8>)> {
+    let path = match expand(&f.value) {
+        Ok(p) => PathBuf::from(p.into_owned()),
+        Err(e) => {
+            diags.error(Some(f.referenced), format!("{place}: {e}"));
+            return None;
+        }
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => Some((path, bytes)),
+        Err(e) => {
+            diags.error(
+                Some(f.referenced),
+                format!("{place}: cannot read {}: {}", path.display(), e.kind()),
+            );
+            None
+        }
+    }
+}
+
+/// The certificate chain and the key as one PEM, once both parse and the
+/// key is the certificate's.
+fn check_identity(
+    c: &Spanned<String>,
+    (cert_path, cert): &(PathBuf, Vec<u8>),
+    k: &Spanned<String>,
+    (key_path, key): &(PathBuf, Vec<u8>),
+    diags: &mut Diagnostics,
+) -> Option<Identity> {
+    let chain = match CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>() {
+        Ok(chain) if !chain.is_empty() => chain,
+        _ => {
+            diags.error(
+                Some(c.referenced),
+                format!(
+                    "{TLS}.certFile: no PEM certificate in {}",
+                    cert_path.display()
+                ),
+            );
+            return None;
+        }
+    };
+    // Only the kind of problem: rustls' messages never hold key material,
+    // but nothing here repeats the file's content either way.
+    let Ok(private) = PrivateKeyDer::from_pem_slice(key) else {
+        diags.error(
+            Some(k.referenced),
+            format!(
+                "{TLS}.keyFile: no PEM private key in {}",
+                key_path.display()
+            ),
+        );
+        return None;
+    };
+    let provider = rustls::crypto::ring::default_provider();
+    if let Err(e) = rustls::sign::CertifiedKey::from_der(chain, private, &provider) {
+        let why = match e {
+            rustls::Error::InconsistentKeys(_) => {
+                "the key does not belong to the certificate".to_owned()
+            }
+            other => other.to_string(),
+        };
+        diags.error(
+            Some(k.referenced),
+            format!(
+                "{TLS}.keyFile: {} with {}: {why}",
+                key_path.display(),
+                cert_path.display()
+            ),
+        );
+        return None;
+    }
+    // The driver reads the certificates, then the first key, from one file.
+    let mut pem = cert.clone();
+    if !pem.ends_with(b"\n") {
+        pem.push(b'\n');
+    }
+    pem.extend_from_slice(key);
+    Some(Identity {
+        cert_file: cert_path.clone(),
+        pem,
+    })
 }
 
 #[cfg(test)]
@@ -344,5 +548,96 @@ mod tests {
         assert_eq!(spec.operation_types, ["insert", "replace"]);
         assert_eq!(spec.pipeline.len(), 1);
         assert!(spec.pipeline[0].contains_key("$match"));
+    }
+
+    /// A self-signed certificate and its key, as PEM files in `dir`.
+    fn cert_files(dir: &std::path::Path, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+
+    #[test]
+    fn tls_files_are_read_checked_and_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = cert_files(dir.path(), "a");
+        let Ok(SourceSpec::Mongodb(spec)) = source(&format!(
+            "{{uri: \"mongodb://h/\", tls: {{caFile: {cert}, certFile: {cert}, keyFile: {key}}}}}"
+        )) else {
+            panic!("valid")
+        };
+        let tls = spec.tls.expect("tls");
+        assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new(&cert)));
+        let identity = tls.identity.expect("identity");
+        let pem = String::from_utf8(identity.pem.clone()).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        assert!(pem.contains("-----BEGIN PRIVATE KEY-----"), "{pem}");
+        // Debug (logs, panics) never shows the key.
+        let debug = format!("{identity:?}");
+        assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+    }
+
+    #[test]
+    fn tls_mistakes_name_the_key_and_never_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = cert_files(dir.path(), "a");
+        let (_, other_key) = cert_files(dir.path(), "b");
+        let key_text = std::fs::read_to_string(&key).unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a pem\n").unwrap();
+        let garbage = garbage.display();
+        // The message, with the column it points at replaced by what is there.
+        let err = |tls: String| {
+            let line = format!("  mongodb: {{uri: \"mongodb://h/\", tls: {tls}}}");
+            let e = source(&format!("{{uri: \"mongodb://h/\", tls: {tls}}}")).unwrap_err();
+            let body = key_text.lines().nth(1).unwrap();
+            assert!(!e.contains(body), "{e}");
+            let rest = e.strip_prefix("f.yaml:3:").expect(&e);
+            let (col, msg) = rest.split_once(": ").unwrap();
+            let at: String = line
+                .chars()
+                .skip(col.parse::<usize>().unwrap() - 1)
+                .take(8)
+                .collect();
+            format!("[{at}] {msg}")
+        };
+        assert_eq!(
+            err(format!("{{certFile: {cert}}}")),
+            "[{certFil] source.mongodb.tls: certFile and keyFile go together\n"
+        );
+        assert_eq!(
+            err(format!("{{certFile: {cert}, keyFile: {other_key}}}")),
+            format!(
+                "[{}] source.mongodb.tls.keyFile: {other_key} with {cert}: the key does not belong to the certificate\n",
+                &other_key[..8]
+            )
+        );
+        assert_eq!(
+            err(format!("{{certFile: {cert}, keyFile: {garbage}}}")),
+            format!(
+                "[{}] source.mongodb.tls.keyFile: no PEM private key in {garbage}\n",
+                &garbage.to_string()[..8]
+            )
+        );
+        assert_eq!(
+            err(format!("{{caFile: {garbage}}}")),
+            format!(
+                "[{}] source.mongodb.tls.caFile: no PEM certificate in {garbage}\n",
+                &garbage.to_string()[..8]
+            )
+        );
+        assert_eq!(
+            err("{caFile: /nonexistent/ca.crt}".to_owned()),
+            "[/nonexis] source.mongodb.tls.caFile: cannot read /nonexistent/ca.crt: entity not found\n"
+        );
     }
 }

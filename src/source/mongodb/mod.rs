@@ -4,9 +4,11 @@
 //! when the token has fallen off the oplog — never a silent gap.
 //!
 //! - `config.rs`: the YAML shape and its validation.
+//! - `client.rs`: the client from the URI and the `tls` files.
 //! - `tokens.rs`: the [`PositionStore`] on the token collection.
 //! - `stream.rs`: the run loop (first start, backfill, stream, recovery).
 
+mod client;
 mod config;
 mod stream;
 mod tokens;
@@ -20,7 +22,10 @@ use mongodb::change_stream::event::ResumeToken;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-pub use config::{BackfillSpec, MongoSourceConfig, MongoSpec};
+pub use client::connect;
+pub use config::{
+    BackfillSpec, Identity, MongoSourceConfig, MongoSpec, MongoTlsConfig, MongoTlsSpec,
+};
 pub use tokens::TokenStore;
 
 use super::{Source, SourceContext, SourceError};
@@ -45,13 +50,7 @@ impl Connection {
 
     pub async fn client(&self) -> mongodb::error::Result<&Client> {
         self.client
-            .get_or_try_init(|| async {
-                let mut options = mongodb::options::ClientOptions::parse(&self.spec.uri).await?;
-                options
-                    .app_name
-                    .get_or_insert_with(|| "switchyard".to_owned());
-                Client::with_options(options)
-            })
+            .get_or_try_init(|| connect(&self.spec.uri, self.spec.tls.as_ref(), "switchyard"))
             .await
     }
 

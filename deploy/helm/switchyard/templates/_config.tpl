@@ -6,8 +6,8 @@ any value is quoted safely); trees given by the user through toYaml.
 {{- define "switchyard.config" -}}
 {{- $e := .Values.exporter }}
 {{- $secrets := include "switchyard.secretsDir" . }}
-{{- if and $e.filter $e.filter.expression }}
-{{- fail "exporter.filter.expression (NVSentinel's CEL filter) has no Switchyard equivalent: write it as `drop` rules or `routes` (docs/migrating.md shows how) and leave the expression empty" }}
+{{- if and $e.sink.type (ne (toString $e.sink.type) "http") }}
+{{- fail (printf "exporter.sink.type %q: this chart renders the sink as an HTTP receiver only; leave exporter.sink.endpoint empty and add your receiver under `receivers` (README, \"Receivers\")" (toString $e.sink.type)) }}
 {{- end }}
 {{- $cluster := required "exporter.metadata.cluster is required: it names the event source" (($e.metadata).cluster) }}
 metadata:
@@ -32,6 +32,12 @@ source:
       database: {{ $e.resumeToken.database | toJson }}
       collection: {{ $e.resumeToken.collection | toJson }}
       clientName: {{ $e.clientName | default "switchyard" | toJson }}
+    {{- with include "switchyard.mongodbClientCertDir" . }}
+    tls:
+      caFile: {{ printf "%s/ca.crt" . | toJson }}
+      certFile: {{ printf "%s/tls.crt" . | toJson }}
+      keyFile: {{ printf "%s/tls.key" . | toJson }}
+    {{- end }}
     backfill:
       enabled: {{ $e.backfill.enabled }}
       maxAge: {{ $e.backfill.maxAge | toJson }}
@@ -45,7 +51,7 @@ state:
   flushInterval: {{ .Values.state.flushInterval | toJson }}
 shutdownTimeout: {{ .Values.shutdownTimeout | toJson }}
 telemetry:
-  {{- toYaml .Values.telemetry | nindent 2 }}
+  {{- toYaml (include "switchyard.telemetry" . | fromYaml) | nindent 2 }}
 {{- $le := deepCopy .Values.leaderElection }}
 {{- if not $le.lease }}
 {{- $_ := set $le "lease" (include "switchyard.fullname" .) }}
@@ -57,9 +63,17 @@ transforms:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 route:
-  {{- with .Values.drop }}
+  {{- $expression := trim (toString (($e.filter).expression | default "")) }}
+  {{- if or $expression .Values.drop }}
   drop:
+    {{- if $expression }}
+    # exporter.filter.expression: NVSentinel exports an event when it is
+    # true, so its negation drops the others.
+    - expr: {{ printf "!(%s)" $expression | toJson }}
+    {{- end }}
+    {{- with .Values.drop }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   {{- with .Values.routes }}
   routes:
@@ -107,4 +121,35 @@ receivers:
 {{- if not (or $e.sink.endpoint .Values.receivers) }}
 {{- fail "no receiver: set exporter.sink.endpoint or add `receivers`" }}
 {{- end }}
+{{- end }}
+
+{{/*
+The `telemetry` block: the chart's `telemetry` value, with tracing from
+NVSentinel's `global.tracing` ({enabled, endpoint, insecure}) for the keys
+`telemetry.tracing` leaves out, and no `compat` when it is empty.
+*/}}
+{{- define "switchyard.telemetry" -}}
+{{- $t := deepCopy .Values.telemetry }}
+{{- if not $t.compat }}
+{{- $_ := unset $t "compat" }}
+{{- end }}
+{{- $tracing := deepCopy ($t.tracing | default dict) }}
+{{- $g := ((.Values.global).tracing) | default dict }}
+{{- if $g.enabled }}
+{{- if not (hasKey $tracing "enabled") }}
+{{- $_ := set $tracing "enabled" true }}
+{{- end }}
+{{- if and $g.endpoint (not $tracing.endpoint) }}
+{{- $_ := set $tracing "endpoint" (toString $g.endpoint) }}
+{{- end }}
+{{- if and (hasKey $g "insecure") (not (hasKey $tracing "insecure")) }}
+{{- $_ := set $tracing "insecure" (eq (toString $g.insecure) "true") }}
+{{- end }}
+{{- end }}
+{{- if $tracing }}
+{{- $_ := set $t "tracing" $tracing }}
+{{- else }}
+{{- $_ := unset $t "tracing" }}
+{{- end }}
+{{- toYaml $t }}
 {{- end }}

@@ -61,3 +61,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "switchyard.oidcSecretInChartSecret" -}}
 {{- if and (include "switchyard.oidcEnabled" .) .Values.exporter.oidc.clientSecret }}true{{ end }}
 {{- end }}
+
+{{/* Where NVSentinel's MongoDB client certificate Secret (tls.crt, tls.key,
+ca.crt) is mounted: `mongodbStore.clientCertMountPath`; empty: none. */}}
+{{- define "switchyard.mongodbClientCertDir" -}}
+{{- with ((.Values.mongodbStore).clientCertMountPath) }}{{ trimSuffix "/" (toString .) }}{{ end }}
+{{- end }}
