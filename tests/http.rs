@@ -934,3 +934,128 @@ async fn a_disk_buffer_lets_the_position_and_the_others_move_past_a_stuck_event(
         "nothing from before the stuck event is sent again"
     );
 }
+
+/// SIGKILL while a slow receiver's disk buffer holds most of the input:
+/// nothing is lost. The position had reached the end of the file (every
+/// event was on disk), so the healthy receiver gets nothing again; the slow
+/// one gets, after the restart, exactly a suffix of the input in buffer
+/// order: from the oldest event it had not finished (as last saved) on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_buffer_survives_sigkill() {
+    use support::process::Process;
+    const N: usize = 3_000;
+    let documents = support::pipeline::distinct_documents(N);
+    let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
+    let mapping = "metadata: {cluster: test}\nsource: {stdin: {}}\nroute: {match: [{receiver: o}]}\nreceivers: [{name: o, stdout: {}}]\n";
+    let (compiled, _) = validate(&parse(mapping).unwrap()).unwrap();
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            use switchyard::event::AttributesReader;
+            compiled.mapper.map(l.as_bytes()).unwrap().id().to_owned()
+        })
+        .collect();
+    let slow_now = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let slow = http::receiver({
+        let slow_now = slow_now.clone();
+        Arc::new(
+            move |_, _| match slow_now.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Reply::status(200).after(Duration::from_millis(20)),
+                false => Reply::status(200),
+            },
+        )
+    })
+    .await;
+    let healthy = http::receiver(http::always(200)).await;
+    let run = Run::with_documents(&lines, &["slow", "healthy"], "");
+    let config = run.path("config.yaml");
+    std::fs::write(
+        &config,
+        run.yaml
+            .replace("state: {dir: ", "state: {flushInterval: 50ms, dir: ")
+            + &format!(
+                "  - name: slow\n    http: {{endpoint: \"{}\", concurrency: 2}}\n    buffer: {{type: disk}}\n\
+                 \x20 - name: healthy\n    http: {{endpoint: \"{}\", concurrency: 4}}\n",
+                slow.url(),
+                healthy.url()
+            ),
+    )
+    .unwrap();
+    let size = std::fs::metadata(run.path("input.jsonl")).unwrap().len();
+    let position = || {
+        std::fs::read_dir(run.path("state"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".position.json"))
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect::<String>()
+    };
+    let received = |r: &http::Receiver| -> Vec<String> {
+        r.requests()
+            .iter()
+            .map(|q| q.json()["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let mut p = Process::run(&config, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !position().contains(&format!("\"offset\":{size}")) || slow.count() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "position {}\n{}",
+            position(),
+            p.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.kill();
+    let first: HashSet<String> = received(&slow).into_iter().collect();
+    assert!(first.len() < N / 2, "the slow receiver is still far behind");
+    assert_eq!(healthy.count(), N);
+
+    slow_now.store(false, std::sync::atomic::Ordering::SeqCst);
+    let before = slow.count();
+    let mut p = Process::run(&config, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<String> = received(&slow).into_iter().collect();
+        if got.len() == N {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slow has {} of {N}\n{}",
+            got.len(),
+            p.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The file source ends: the process drains and exits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.try_wait().is_none() {
+        assert!(Instant::now() < deadline, "{}", p.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(healthy.count(), N, "nothing again for the healthy receiver");
+    let again: HashSet<String> = received(&slow)[before..].iter().cloned().collect();
+    let from = ids
+        .iter()
+        .position(|i| again.contains(i))
+        .expect("something re-sent");
+    let suffix: HashSet<String> = ids[from..].iter().cloned().collect();
+    assert_eq!(
+        again, suffix,
+        "a suffix of the buffer, from the oldest unfinished event"
+    );
+    assert!(
+        ids[..from].iter().all(|i| first.contains(i)),
+        "what was not re-sent had been delivered"
+    );
+    assert!(
+        p.log()
+            .contains("disk buffer: sending what the receiver had not finished"),
+        "{}",
+        p.log()
+    );
+}

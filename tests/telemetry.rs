@@ -471,7 +471,7 @@ async fn nvsentinels_cel_filter_runs_in_the_pipeline() {
              \x20   - receiver: no79\n\
              \x20     expr: \"!('XID_79' in event.errorCode)\"\n\
              \x20   - receiver: west\n\
-             \x20     expr: \"event.metadata.zone.startsWith('us-west')\"\n\
+             \x20     expr: \"event.metadata.zone == 'us-west-2a'\"\n\
              receivers:\n\
              \x20 - {{name: all, file: {{path: {all}}}}}\n\
              \x20 - {{name: no79, file: {{path: {no79}}}}}\n\
@@ -511,7 +511,7 @@ async fn nvsentinels_cel_filter_runs_in_the_pipeline() {
             .any(|c| c == "XID_79")
     });
     // Missing zone: an evaluation error, so the match rule matches.
-    let want_west = ids(&|d| zone(d).is_none_or(|z| z.starts_with("us-west")));
+    let want_west = ids(&|d| zone(d).is_none_or(|z| z == "us-west-2a"));
     let missing_zone = kept.iter().filter(|d| zone(d).is_none()).count();
     assert!(want_all.len() > 10 && want_all.len() < N / 2);
     assert!(want_no79.len() < want_all.len());
@@ -559,7 +559,7 @@ async fn nvsentinels_cel_filter_runs_in_the_pipeline() {
     assert!(west.iter().all(|e| {
         health(e)["metadata"]["zone"]
             .as_str()
-            .is_none_or(|z| z.starts_with("us-west"))
+            .is_none_or(|z| z == "us-west-2a")
     }));
     assert_eq!(
         scraped.get("switchyard_route_expr_errors_total", &[]),

@@ -267,34 +267,46 @@ impl Writer {
                 bytes.push(b'\n');
                 ends.push(bytes.len());
             }
-            // Room: what the receiver has not finished stays on disk.
-            let mut keep = batch.len();
-            while self.used() + bytes.len() as u64 > self.max_size {
-                match self.when_full {
-                    WhenFull::Block => self.wait_for_room().await,
-                    WhenFull::DropNewest => {
-                        let room = self.max_size.saturating_sub(self.used()) as usize;
-                        keep = ends.iter().take_while(|e| **e <= room).count();
-                        break;
+            let seqs: Vec<u64> = batch.iter().map(|q| q.seq).collect();
+            batch.clear();
+            // As much as fits at a time: what the receiver has not
+            // finished stays on disk, so room comes as it finishes.
+            let mut from = 0;
+            while from < seqs.len() {
+                let start = if from == 0 { 0 } else { ends[from - 1] };
+                let room = self.max_size.saturating_sub(self.used()) as usize;
+                let mut fit = ends[from..]
+                    .iter()
+                    .take_while(|e| **e - start <= room)
+                    .count();
+                if fit == 0 && self.counters.buffer_events.load(Ordering::Relaxed) == 0 {
+                    fit = 1; // an event larger than the buffer goes alone
+                }
+                if fit == 0 {
+                    match self.when_full {
+                        WhenFull::Block => {
+                            self.wait_for_room().await;
+                            continue;
+                        }
+                        WhenFull::DropNewest => {
+                            let n = (seqs.len() - from) as u64;
+                            if dropped == 0 || (dropped + n) / 10_000 > dropped / 10_000 {
+                                warn!(receiver = %self.name, dropped = dropped + n, max_size = self.max_size, "disk buffer full (whenFull: dropNewest): new events dropped for this receiver");
+                            }
+                            dropped += n;
+                            self.counters.buffer_dropped.fetch_add(n, Ordering::Relaxed);
+                            // Dropped: done for the source position.
+                            self.pipeline.finish(&seqs[from..]);
+                            break;
+                        }
                     }
                 }
+                let end = ends[from + fit - 1];
+                self = self.append(&bytes[start..end], fit as u64).await;
+                // On disk: done for the source position.
+                self.pipeline.finish(&seqs[from..from + fit]);
+                from += fit;
             }
-            if keep < batch.len() {
-                let n = (batch.len() - keep) as u64;
-                if dropped == 0 || (dropped + n) / 10_000 > dropped / 10_000 {
-                    warn!(receiver = %self.name, dropped = dropped + n, max_size = self.max_size, "disk buffer full (whenFull: dropNewest): new events dropped for this receiver");
-                }
-                dropped += n;
-                self.counters.buffer_dropped.fetch_add(n, Ordering::Relaxed);
-                bytes.truncate(if keep == 0 { 0 } else { ends[keep - 1] });
-            }
-            let seqs: Vec<u64> = batch.iter().map(|q| q.seq).collect();
-            if keep > 0 {
-                self = self.append(bytes, keep as u64).await;
-            }
-            batch.clear();
-            // On disk (or dropped): done for the source position.
-            self.pipeline.finish(&seqs);
         }
         drop(self.journal);
         written.cancel();
@@ -313,8 +325,9 @@ impl Writer {
     }
 
     /// Appends and syncs, retrying (never dropping) when the disk fails.
-    async fn append(mut self, mut bytes: Vec<u8>, events: u64) -> Self {
+    async fn append(mut self, bytes: &[u8], events: u64) -> Self {
         let mut wait = Duration::from_millis(100);
+        let mut bytes = bytes.to_vec();
         loop {
             let (writer, kept, result) = tokio::task::spawn_blocking(move || {
                 let result = self.journal.write_synced([bytes.as_slice()]);
