@@ -446,3 +446,48 @@ async fn fixing_a_receiver_delivers_its_backlog_at_once() {
         N as f64
     );
 }
+
+/// A disk-buffered receiver across reloads: a reload that changes its
+/// buffer is refused (its old buffer must drain first: a restart), and one
+/// that changes the receiver otherwise keeps its buffer, in order, with
+/// nothing lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_buffer_keeps_across_reloads_and_a_buffer_change_needs_a_restart() {
+    let setup = Setup::new(60);
+    let config = setup.path("config.yaml");
+    let c = setup.path("c.jsonl");
+    let with = |buffer: &str, batch: usize| {
+        setup.config(
+            &["c"],
+            &format!(
+                "  - name: c\n    file: {{path: {}}}\n    queue: {{maxBatch: {batch}}}\n    buffer: {buffer}\n",
+                c.display()
+            ),
+        )
+    };
+    std::fs::write(&config, with("{type: disk}", 500)).unwrap();
+    let mut process = Process::run(&config, &[]);
+    process.wait_for("watching the config file", WAIT).await;
+    setup.append(0..20);
+    wait_until("20 events at c", || support::event_ids(&c).len() == 20).await;
+
+    replace(&config, &with("{type: memory}", 500));
+    process.wait_for("config reload refused", WAIT).await;
+    assert!(
+        process
+            .log()
+            .contains("its buffer settings changed; that needs a restart"),
+        "{}",
+        process.log()
+    );
+
+    // Another change to the receiver: applied, the buffer carries on.
+    replace(&config, &with("{type: disk}", 7));
+    process.wait_for("config reloaded", WAIT).await;
+    setup.append(20..60);
+    wait_until("60 events at c", || support::event_ids(&c).len() == 60).await;
+    let ids = setup.ids();
+    assert_eq!(support::event_ids(&c), ids, "every event once, in order");
+    assert!(setup.path("state/buffers/c").is_dir());
+    assert!(process.terminate().success());
+}
