@@ -719,15 +719,7 @@ async fn a_stuck_event_stops_the_source_after_the_window() {
     let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
     let run = Run::with_documents(&lines, &["stuck", "healthy"], "");
     // The ids in input order, as Switchyard maps them.
-    let mapping = "metadata: {cluster: test}\nsource: {stdin: {}}\nroute: {match: [{receiver: o}]}\nreceivers: [{name: o, stdout: {}}]\n";
-    let (compiled, _) = validate(&parse(mapping).unwrap()).unwrap();
-    let ids: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            use switchyard::event::AttributesReader;
-            compiled.mapper.map(l.as_bytes()).unwrap().id().to_owned()
-        })
-        .collect();
+    let ids = mapped_ids(&lines);
     let stuck_id = ids[STUCK].clone();
     let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let stuck = http::receiver({
@@ -819,15 +811,7 @@ async fn a_disk_buffer_lets_the_position_and_the_others_move_past_a_stuck_event(
     const STUCK: usize = 300;
     let documents = support::pipeline::distinct_documents(N);
     let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
-    let mapping = "metadata: {cluster: test}\nsource: {stdin: {}}\nroute: {match: [{receiver: o}]}\nreceivers: [{name: o, stdout: {}}]\n";
-    let (compiled, _) = validate(&parse(mapping).unwrap()).unwrap();
-    let ids: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            use switchyard::event::AttributesReader;
-            compiled.mapper.map(l.as_bytes()).unwrap().id().to_owned()
-        })
-        .collect();
+    let ids = mapped_ids(&lines);
     let stuck_id = ids[STUCK].clone();
     let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let stuck = http::receiver({
@@ -876,14 +860,7 @@ async fn a_disk_buffer_lets_the_position_and_the_others_move_past_a_stuck_event(
         }
     });
     let size = std::fs::metadata(run.path("input.jsonl")).unwrap().len();
-    let position = || {
-        std::fs::read_dir(run.path("state"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(".position.json"))
-            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-            .collect::<String>()
-    };
+    let position = || saved_positions(&run.path("state"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while healthy.count() < N || !position().contains(&format!("\"offset\":{size}")) {
         assert!(
@@ -946,15 +923,7 @@ async fn a_disk_buffer_survives_sigkill() {
     const N: usize = 3_000;
     let documents = support::pipeline::distinct_documents(N);
     let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
-    let mapping = "metadata: {cluster: test}\nsource: {stdin: {}}\nroute: {match: [{receiver: o}]}\nreceivers: [{name: o, stdout: {}}]\n";
-    let (compiled, _) = validate(&parse(mapping).unwrap()).unwrap();
-    let ids: Vec<String> = lines
-        .iter()
-        .map(|l| {
-            use switchyard::event::AttributesReader;
-            compiled.mapper.map(l.as_bytes()).unwrap().id().to_owned()
-        })
-        .collect();
+    let ids = mapped_ids(&lines);
     let slow_now = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let slow = http::receiver({
         let slow_now = slow_now.clone();
@@ -982,15 +951,7 @@ async fn a_disk_buffer_survives_sigkill() {
     )
     .unwrap();
     let size = std::fs::metadata(run.path("input.jsonl")).unwrap().len();
-    let position = || {
-        std::fs::read_dir(run.path("state"))
-            .into_iter()
-            .flatten()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(".position.json"))
-            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-            .collect::<String>()
-    };
+    let position = || saved_positions(&run.path("state"));
     let received = |r: &http::Receiver| -> Vec<String> {
         r.requests()
             .iter()
@@ -1058,4 +1019,27 @@ async fn a_disk_buffer_survives_sigkill() {
         "{}",
         p.log()
     );
+}
+
+/// The ids Switchyard gives `lines` (its `nvsentinel` mapping with the
+/// harness's metadata), in order.
+fn mapped_ids(lines: &[&str]) -> Vec<String> {
+    use switchyard::event::AttributesReader;
+    let mapping = "metadata: {cluster: test}\nsource: {stdin: {}}\nroute: {match: [{receiver: o}]}\nreceivers: [{name: o, stdout: {}}]\n";
+    let (compiled, _) = validate(&parse(mapping).unwrap()).unwrap();
+    lines
+        .iter()
+        .map(|l| compiled.mapper.map(l.as_bytes()).unwrap().id().to_owned())
+        .collect()
+}
+
+/// The saved source positions in a run's state directory, as text.
+fn saved_positions(state: &std::path::Path) -> String {
+    std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".position.json"))
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
 }
