@@ -176,6 +176,35 @@ fn benches(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Where a CEL rule's time goes: building `event` once per event, and
+    // evaluating one expression against it.
+    use switchyard::route::expr::{self, Expr, View};
+    let mut group = c.benchmark_group("cel");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("view", |b| {
+        b.iter(|| {
+            for event in &events {
+                black_box(expr::view(View::Nvsentinel, black_box(event)));
+            }
+        })
+    });
+    let views: Vec<_> = events
+        .iter()
+        .map(|e| expr::view(View::Nvsentinel, e))
+        .collect();
+    // (The views borrow the events: they live as long as `events`.)
+    let filter = Expr::compile("event.recommendedAction != 'NONE'").unwrap();
+    group.bench_function("eval_action_not_none", |b| {
+        b.iter(|| {
+            let mut kept = 0;
+            for view in &views {
+                kept += usize::from(filter.eval(black_box(view)).unwrap());
+            }
+            black_box(kept)
+        })
+    });
+    group.finish();
     assert_eq!(
         delivered[0], delivered[1],
         "the pattern and NVSentinel's CEL filter drop the same events"

@@ -18,10 +18,15 @@
 //! NVSentinel: the event goes on as if the rule had not stopped it — a `drop`
 //! rule does not drop, a `match` rule matches — and the error is counted.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::common::ast::{Expr as Ast, IdedExpr, LiteralValue, operators};
-use cel::objects::{Key, Map as CelMap};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
 use serde_json::Value as Json;
 
@@ -97,9 +102,9 @@ impl Expr {
     }
 
     /// Evaluates against `view` (from [`view`]).
-    pub fn eval(&self, view: &Value) -> Result<bool, String> {
+    pub fn eval(&self, view: &Bound<'_>) -> Result<bool, String> {
         let mut context = Context::with_env(self.env.clone());
-        context.add_variable_from_value("event", view.clone());
+        context.set_variable_resolver(view);
         match self.program.execute(&context) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("returned {other:?}, not a boolean")),
@@ -144,93 +149,119 @@ fn returns_bool(e: &IdedExpr) -> bool {
     }
 }
 
-/// The value of `event` for one event.
-pub fn view(kind: View, event: &Event) -> Value {
-    match kind {
-        View::Nvsentinel => nvsentinel_view(event),
-        View::CloudEvent => json_value(&crate::event::to_value(event)),
+/// `event` for one event: built once however many rules read it (as CEL's
+/// own values, borrowing the event's strings), and handed to every
+/// evaluation by reference.
+pub struct Bound<'a>(Box<dyn Val + 'a>);
+
+impl std::fmt::Debug for Bound<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Bound").field(&self.0).finish()
     }
 }
 
-fn nvsentinel_view(event: &Event) -> Value {
-    let empty = serde_json::Map::new();
+impl VariableResolver for Bound<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        (variable == "event").then(|| CowVal::Borrowed(&*self.0))
+    }
+}
+
+/// The value of `event` for one event.
+pub fn view(kind: View, event: &Event) -> Bound<'_> {
+    match kind {
+        View::Nvsentinel => Bound(nvsentinel_view(event)),
+        View::CloudEvent => Bound(owned(&crate::event::to_value(event))),
+    }
+}
+
+type Boxed<'a> = Box<dyn Val + 'a>;
+
+fn nvsentinel_view(event: &Event) -> Boxed<'_> {
+    static EMPTY: std::sync::OnceLock<serde_json::Map<String, Json>> = std::sync::OnceLock::new();
     let he = match event.data() {
         Some(Data::Json(d)) => d.get("healthEvent").and_then(Json::as_object),
         _ => None,
     }
-    .unwrap_or(&empty);
-    let text = |k: &str| {
-        Value::String(Arc::new(
-            he.get(k)
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+    .unwrap_or_else(|| EMPTY.get_or_init(serde_json::Map::new));
+    let text = |k: &str| -> Boxed<'_> {
+        Box::new(CelString::from(
+            he.get(k).and_then(Json::as_str).unwrap_or_default(),
         ))
     };
-    let flag = |k: &str| Value::Bool(he.get(k).and_then(Json::as_bool).unwrap_or_default());
-    let codes = he
+    let flag = |k: &str| -> Boxed<'_> {
+        Box::new(CelBool::from(
+            he.get(k).and_then(Json::as_bool).unwrap_or_default(),
+        ))
+    };
+    let codes: Vec<Boxed<'_>> = he
         .get("errorCode")
         .and_then(Json::as_array)
-        .map(|a| a.iter().map(json_value).collect())
+        .map(|a| a.iter().map(borrowed).collect())
         .unwrap_or_default();
     // The enum's name, whether the mapping wrote the number or the name.
-    let action = match he.get("recommendedAction") {
-        Some(Json::Number(n)) => n
-            .as_i64()
-            .map(|n| enums::name(enums::RECOMMENDED_ACTION, n).into_owned())
-            .unwrap_or_else(|| n.to_string()),
-        Some(Json::String(s)) => s.clone(),
-        _ => "NONE".to_owned(),
+    let action: std::borrow::Cow<'_, str> = match he.get("recommendedAction") {
+        Some(Json::Number(n)) => match n.as_i64() {
+            Some(n) => enums::name(enums::RECOMMENDED_ACTION, n),
+            None => n.to_string().into(),
+        },
+        Some(Json::String(s)) => s.as_str().into(),
+        _ => "NONE".into(),
     };
-    let metadata = he
-        .get("metadata")
-        .map(json_value)
-        .unwrap_or_else(|| map(Vec::new()));
-    map(vec![
+    let metadata = match he.get("metadata") {
+        Some(m) => borrowed(m),
+        None => Box::new(CelMap::from(HashMap::new())),
+    };
+    let entries: [(&'static str, Boxed<'_>); 10] = [
         ("agent", text("agent")),
         ("checkName", text("checkName")),
         ("componentClass", text("componentClass")),
-        ("errorCode", Value::List(Arc::new(codes))),
+        ("errorCode", Box::new(CelList::from(codes))),
         ("isFatal", flag("isFatal")),
         ("isHealthy", flag("isHealthy")),
-        ("recommendedAction", Value::String(Arc::new(action))),
+        ("recommendedAction", Box::new(CelString::from(action))),
         ("nodeName", text("nodeName")),
         ("metadata", metadata),
         ("message", text("message")),
-    ])
+    ];
+    let map: HashMap<CelMapKey<'_>, Boxed<'_>> = entries
+        .into_iter()
+        .map(|(k, v)| (CelMapKey::from(k), v))
+        .collect();
+    Box::new(CelMap::from(map))
 }
 
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(CelMap {
-        map: Arc::new(
-            entries
-                .into_iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.to_owned())), v))
-                .collect(),
-        ),
-    })
-}
-
-/// JSON → CEL: integers as `int` (or `uint` past `i64`), other numbers as
-/// `double`.
-fn json_value(v: &Json) -> Value {
+/// JSON → CEL, borrowing its strings: integers as `int` (or `uint` past
+/// `i64`), other numbers as `double`.
+fn borrowed(v: &Json) -> Boxed<'_> {
     match v {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
+        Json::String(s) => Box::new(CelString::from(s.as_str())),
+        Json::Array(a) => Box::new(CelList::from(a.iter().map(borrowed).collect::<Vec<_>>())),
+        Json::Object(o) => Box::new(CelMap::from(
+            o.iter()
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), borrowed(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
+        scalar => owned(scalar),
+    }
+}
+
+/// JSON → CEL, copying its strings (for a JSON value built just for it).
+fn owned(v: &Json) -> Boxed<'static> {
+    match v {
+        Json::Null => Box::new(CelNull),
+        Json::Bool(b) => Box::new(CelBool::from(*b)),
         Json::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
-        Json::String(s) => Value::String(Arc::new(s.clone())),
-        Json::Array(a) => Value::List(Arc::new(a.iter().map(json_value).collect())),
-        Json::Object(o) => Value::Map(CelMap {
-            map: Arc::new(
-                o.iter()
-                    .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_value(v)))
-                    .collect(),
-            ),
-        }),
+        Json::String(s) => Box::new(CelString::from(s.clone())),
+        Json::Array(a) => Box::new(CelList::from(a.iter().map(owned).collect::<Vec<_>>())),
+        Json::Object(o) => Box::new(CelMap::from(
+            o.iter()
+                .map(|(k, v)| (CelMapKey::from(k.clone()), owned(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
     }
 }
 

@@ -76,7 +76,7 @@ struct Condition {
 struct Routed<'a> {
     event: &'a Event,
     kind: expr::View,
-    view: Option<cel::Value>,
+    view: Option<expr::Bound<'a>>,
 }
 
 impl Rule {
