@@ -49,14 +49,17 @@ pub struct Queue {
 
 impl Queue {
     /// Queues one event (waiting while the queue is full). `false` if the
-    /// receiver's task is gone.
+    /// receiver's task is gone. The event is counted once it has its place
+    /// (before it is in the queue, so the receiver never counts it out
+    /// first): an event waiting for room is not, and the gauge never reads
+    /// more than `maxEvents`.
     pub async fn send(&self, queued: Queued) -> bool {
+        let Ok(place) = self.tx.reserve().await else {
+            return false;
+        };
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(queued).await.is_ok() {
-            return true;
-        }
-        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-        false
+        place.send(queued);
+        true
     }
 }
 
@@ -271,4 +274,59 @@ fn digests(spec: &ReceiverSpec, plugins: &Plugins) -> Vec<[u8; 32]> {
         .filter_map(|place| plugins.get(place))
         .map(|p| p.digest())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    use super::*;
+
+    fn queued(seq: u64) -> Queued {
+        let event = EventBuilderV10::new()
+            .id(seq.to_string())
+            .ty("t")
+            .source("s://x")
+            .build()
+            .unwrap();
+        Queued {
+            event: Arc::new(event),
+            seq,
+            span: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_gauge_never_reads_more_than_the_queue_holds() {
+        let (tx, mut rx) = mpsc::channel(3);
+        let stats = Arc::new(ReceiverStats::default());
+        let queue = Queue {
+            name: "out".into(),
+            tx,
+            stats: stats.clone(),
+        };
+        for seq in 0..3 {
+            assert!(queue.send(queued(seq)).await);
+        }
+        let gauge = || stats.queued.load(Ordering::Relaxed);
+        assert_eq!(gauge(), 3, "a full queue");
+        // The router waits to queue a fourth: it is not in the queue.
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.send(queued(3)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "waits while the queue is full");
+        assert_eq!(gauge(), 3, "the waiting event is not counted");
+        // The receiver takes one (and counts it out): the fourth gets in.
+        rx.recv().await.unwrap();
+        stats.queued.fetch_sub(1, Ordering::Relaxed);
+        assert!(waiting.await.unwrap());
+        assert_eq!(gauge(), 3);
+        drop(rx);
+        assert!(!queue.send(queued(4)).await, "the receiver is gone");
+        assert_eq!(gauge(), 3, "an event not queued is not counted");
+    }
 }
