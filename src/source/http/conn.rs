@@ -226,3 +226,110 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::Semaphore;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+
+    const LIMITS: ConnectionLimits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(200),
+        body_timeout: Duration::from_secs(1),
+        max_connections: 1,
+        backlog: 1,
+    };
+
+    const REQUEST: &[u8] = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
+
+    /// A client connected to [`serve`], whose handler takes `work`.
+    async fn connection(
+        work: Duration,
+        shutdown: CancellationToken,
+    ) -> (TcpStream, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move || async move {
+                tokio::time::sleep(work).await;
+                "done"
+            }),
+        );
+        let slot = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+        let server = tokio::spawn(serve(tcp, None, app, LIMITS, shutdown, slot));
+        (client, server)
+    }
+
+    /// Everything the server sends until it closes the connection.
+    async fn until_closed(client: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_progress_outlives_both_deadlines_then_the_idle_one_closes() {
+        let (mut client, server) =
+            connection(Duration::from_secs(5), CancellationToken::new()).await;
+        let started = Instant::now();
+        client.write_all(REQUEST).await.unwrap();
+        let answer = until_closed(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("done"), "{answer}");
+        // Handled for 5 s (50 header timeouts), then idle until closed.
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(5) + LIMITS.idle_timeout
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn headers_begun_after_an_answer_get_the_header_timeout() {
+        let (mut client, server) = connection(Duration::ZERO, CancellationToken::new()).await;
+        client.write_all(REQUEST).await.unwrap();
+        let mut first = [0u8; 512];
+        let n = client.read(&mut first).await.unwrap();
+        assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+        // Idle for a while, then half a request: the header deadline runs
+        // from its first byte, shorter than what was left of idleTimeout.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let begun = Instant::now();
+        client.write_all(b"POST / HT").await.unwrap();
+        assert_eq!(until_closed(&mut client).await, "");
+        assert_eq!(begun.elapsed(), LIMITS.header_read_timeout);
+        server.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_a_request_in_progress_is_answered_an_idle_connection_closed_at_once() {
+        let shutdown = CancellationToken::new();
+        let (mut busy, server) = connection(Duration::from_secs(1), shutdown.clone()).await;
+        busy.write_all(REQUEST).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        shutdown.cancel();
+        let answer = until_closed(&mut busy).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.await.unwrap();
+
+        let (mut waiting, server) = connection(Duration::ZERO, shutdown.clone()).await;
+        let started = Instant::now();
+        assert_eq!(until_closed(&mut waiting).await, "");
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "not held until a deadline"
+        );
+        server.await.unwrap();
+    }
+}
