@@ -13,6 +13,7 @@
 //! `Retry-After`, so the senders keep them.
 
 mod auth;
+mod check;
 pub mod config;
 mod conn;
 mod decode;
