@@ -13,6 +13,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 mod support;
 
@@ -224,7 +226,16 @@ async fn bad_requests_are_refused_with_the_reason() {
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.text().await.unwrap(),
-        "missing required attribute \"source\""
+        "not a valid CloudEvent: source: missing (required)"
+    );
+    let mut bytes = event("b64-1");
+    bytes.as_object_mut().unwrap().remove("data");
+    bytes["data_base64"] = json!("!not-base64");
+    let r = post(&client, &url, structured, bytes.to_string()).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "not a valid CloudEvent: data_base64: not base64 (invalid symbol '!' at offset 0)"
     );
 
     // One bad event rejects its whole batch.
@@ -240,7 +251,7 @@ async fn bad_requests_are_refused_with_the_reason() {
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.text().await.unwrap(),
-        "batch event 2 (from 0): missing required attribute \"type\""
+        "batch event 2 (from 0): not a valid CloudEvent: type: missing (required)"
     );
 
     let mut big = event("big");
@@ -291,7 +302,6 @@ async fn bad_requests_are_refused_with_the_reason() {
 
 /// POSTs `kib` KiB of spaces in chunked encoding; the status line's start.
 async fn chunked_status(port: u16, kib: usize) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -579,7 +589,7 @@ async fn the_python_sdk_sends_structured_and_binary_events() {
 async fn https_listener() {
     let pki = support::tls::Pki::new();
     let extra = format!(
-        "{}    tls: {{certFile: {}, keyFile: {}}}\n",
+        "{}    headerReadTimeout: 300ms\n    tls: {{certFile: {}, keyFile: {}}}\n",
         bearer(),
         pki.server_cert.display(),
         pki.server_key.display()
@@ -614,5 +624,281 @@ async fn https_listener() {
     );
     let events = wait_lines(&setup.path("out.jsonl"), 1).await;
     assert_eq!(events[0]["id"], "tls-1");
+    // A client that never finishes its handshake is closed.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+        .await
+        .unwrap();
+    let mut hello = tokio::net::TcpStream::connect(("127.0.0.1", setup.port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut hello, &[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    assert!(until_closed(&mut silent, CLOSED_WITHIN).await.is_some());
+    assert!(until_closed(&mut hello, CLOSED_WITHIN).await.is_some());
     assert!(sy.terminate().success());
+}
+
+// Hostile clients: the listener's deadlines and its connection cap.
+
+/// Generous: the deadlines under test are a few hundred milliseconds.
+const CLOSED_WITHIN: Duration = Duration::from_secs(30);
+
+/// Reads until the server closes `stream` (end of stream or reset);
+/// returns what it sent first, or `None` if still open after `within`.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A request's head, with the token.
+fn head(content_length: usize) -> String {
+    format!(
+        "POST / HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/cloudevents+json\r\ncontent-length: {content_length}\r\n\r\n"
+    )
+}
+
+/// How a slow client stops: within the request line, within the headers,
+/// or before sending anything.
+async fn slow_client(port: u16, i: usize) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let partial: &[u8] = match i % 3 {
+        0 => b"POST / HT",
+        1 => b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: appl",
+        _ => b"",
+    };
+    s.write_all(partial).await.unwrap();
+    s
+}
+
+async fn post_one(client: &reqwest::Client, url: &str, id: &str) -> reqwest::Response {
+    post(
+        client,
+        url,
+        "application/cloudevents+json",
+        event(id).to_string(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_connections_are_closed_after_the_header_timeout() {
+    let extra = format!(
+        "{}    headerReadTimeout: 300ms\n    idleTimeout: 1h\n",
+        bearer()
+    );
+    let setup = Setup::new(&extra, FILE_RECEIVER);
+    let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+    let mut slow = Vec::new();
+    for i in 0..300 {
+        slow.push(slow_client(setup.port, i).await);
+    }
+    let closed =
+        futures_util::future::join_all(slow.iter_mut().map(|s| until_closed(s, CLOSED_WITHIN)))
+            .await;
+    let open = closed.iter().filter(|c| c.is_none()).count();
+    assert_eq!(open, 0, "of 300 slow clients, {open} still open");
+    assert!(
+        closed.iter().all(|c| c.as_deref() == Some("")),
+        "closed without an answer"
+    );
+    // Meanwhile and after, clients that send their request are served.
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post_one(&client, &setup.url(), "after-1").await.status(),
+        202
+    );
+    assert!(sy.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    // The header timeout is long: only the idle timeout can close it.
+    let extra = format!(
+        "{}    headerReadTimeout: 1h\n    idleTimeout: 300ms\n",
+        bearer()
+    );
+    let setup = Setup::new(&extra, FILE_RECEIVER);
+    let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+    let mut s = TcpStream::connect(("127.0.0.1", setup.port)).await.unwrap();
+    for id in ["ka-1", "ka-2"] {
+        let body = event(id).to_string();
+        s.write_all(format!("{}{body}", head(body.len())).as_bytes())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while !String::from_utf8_lossy(&answer).ends_with("accepted 1 events") {
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 202"));
+    }
+    let rest = until_closed(&mut s, CLOSED_WITHIN).await;
+    assert_eq!(
+        rest.as_deref(),
+        Some(""),
+        "an idle kept-alive connection is closed"
+    );
+    assert_eq!(wait_lines(&setup.path("out.jsonl"), 2).await.len(), 2);
+    assert!(sy.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_answered_408_and_closed() {
+    let extra = format!(
+        "{}    headerReadTimeout: 1h\n    idleTimeout: 1h\n    bodyTimeout: 300ms\n",
+        bearer()
+    );
+    let setup = Setup::new(&extra, FILE_RECEIVER);
+    let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+    let body = event("slow-body").to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", setup.port)).await.unwrap();
+    s.write_all(format!("{}{}", head(body.len()), &body[..10]).as_bytes())
+        .await
+        .unwrap();
+    let answer = until_closed(&mut s, CLOSED_WITHIN)
+        .await
+        .expect("closed after the answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(
+        answer.ends_with("the body did not arrive within 300ms"),
+        "{answer}"
+    );
+    // Nothing of it is delivered; a whole request after it is.
+    let client = reqwest::Client::new();
+    assert_eq!(post_one(&client, &setup.url(), "whole").await.status(), 202);
+    let events = wait_lines(&setup.path("out.jsonl"), 1).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["id"], "whole");
+    assert!(sy.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_max_connections_a_client_waits_for_a_slow_one_to_time_out_then_is_served() {
+    let extra = format!(
+        "{}    maxConnections: 20\n    headerReadTimeout: 2s\n    idleTimeout: 1h\n",
+        bearer()
+    );
+    let setup = Setup::new(&extra, FILE_RECEIVER);
+    let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+    let mut slow = Vec::new();
+    for i in 0..20 {
+        slow.push(slow_client(setup.port, i).await);
+    }
+    // The server took them all: they hold every slot.
+    sy.wait_for("maxConnections reached", LONG).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let r = post_one(&client, &setup.url(), "legit-1").await;
+    assert_eq!(r.status(), 202, "served once a slot is free");
+    // It waited in the backlog: by its answer, a slow client was closed
+    // to make room.
+    let closed = slow.iter().filter(|s| closed_already(s)).count();
+    assert!(closed >= 1, "served while the cap was held");
+    // The legitimate client keeps being served on its connection.
+    for i in 2..=5 {
+        let id = format!("legit-{i}");
+        assert_eq!(post_one(&client, &setup.url(), &id).await.status(), 202);
+    }
+    assert_eq!(wait_lines(&setup.path("out.jsonl"), 5).await.len(), 5);
+    assert!(sy.terminate().success());
+}
+
+/// Whether the server has closed `s`, by what has arrived (no waiting:
+/// the duplicate is non-blocking, as tokio made the socket).
+fn closed_already(s: &TcpStream) -> bool {
+    use std::os::fd::AsFd;
+    let mut dup = std::net::TcpStream::from(s.as_fd().try_clone_to_owned().unwrap());
+    match std::io::Read::read(&mut dup, &mut [0u8; 64]) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// One sender posting single structured events, one at a time, for `for_`:
+/// (events/s, each request's latency in order).
+async fn steady_sender(url: &str, for_: Duration) -> (f64, Vec<Duration>) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while started.elapsed() < for_ {
+        let sent = Instant::now();
+        let r = post_one(&client, url, &format!("f-{}", latencies.len())).await;
+        assert_eq!(r.status(), 202);
+        latencies.push(sent.elapsed());
+    }
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    (rate, latencies)
+}
+
+fn quantile(latencies: &[Duration], q: f64) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Figures for docs/BENCHMARKS.md ("HTTP source under slow clients"); it
+/// prints, asserts nothing about speed:
+///
+///   cargo test --test source_http -- --ignored --nocapture slow_client_figures
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints figures for docs/BENCHMARKS.md"]
+async fn slow_client_figures() {
+    // Below the cap: 800 slow clients, maxConnections 1024 (the default).
+    for slow_n in [0, 800] {
+        let setup = Setup::new(&bearer(), FILE_RECEIVER);
+        let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+        let mut slow = Vec::new();
+        for i in 0..slow_n {
+            slow.push(slow_client(setup.port, i).await);
+        }
+        let (rate, l) = steady_sender(&setup.url(), Duration::from_secs(5)).await;
+        println!(
+            "{slow_n} slow clients, maxConnections 1024: {rate:.0} events/s, latency p50 {:?} p99 {:?} max {:?}",
+            quantile(&l, 0.5),
+            quantile(&l, 0.99),
+            quantile(&l, 1.0)
+        );
+        drop(slow);
+        assert!(sy.terminate().success());
+    }
+    // The cap held: the first request waits for slots to free.
+    for slow_n in [100, 300] {
+        let extra = format!(
+            "{}    maxConnections: 100\n    headerReadTimeout: 2s\n",
+            bearer()
+        );
+        let setup = Setup::new(&extra, FILE_RECEIVER);
+        let mut sy = setup.start(&[("TOKEN_A", TOKEN)]).await;
+        let mut slow = Vec::new();
+        for i in 0..slow_n {
+            slow.push(slow_client(setup.port, i).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (rate, l) = steady_sender(&setup.url(), Duration::from_secs(3)).await;
+        println!(
+            "{slow_n} slow clients, maxConnections 100, headerReadTimeout 2s: first request {:?} (opened 200ms after them), then {rate:.0} events/s over 3s, p50 {:?}",
+            l[0],
+            quantile(&l, 0.5)
+        );
+        drop(slow);
+        assert!(sy.terminate().success());
+    }
 }

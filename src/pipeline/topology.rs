@@ -54,29 +54,32 @@ pub struct Queue {
 impl Queue {
     /// Queues one event (waiting while the queue is full, or dropping it
     /// with `whenFull: dropNewest`). `false` if the receiver's task is gone.
+    /// The event is counted once it has its place (before it is in the
+    /// queue, so the receiver never counts it out first): an event waiting
+    /// for room is not, and the gauge never reads more than `maxEvents`.
     pub async fn send(&self, queued: Queued) -> bool {
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        let sent = match self.when_full {
-            WhenFull::Block => self.tx.send(queued).await.map_err(|_| ()),
-            WhenFull::DropNewest => match self.tx.try_send(queued) {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Full(dropped)) => {
-                    self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        let place = match self.when_full {
+            WhenFull::Block => match self.tx.reserve().await {
+                Ok(place) => place,
+                Err(_) => return false,
+            },
+            WhenFull::DropNewest => match self.tx.try_reserve() {
+                Ok(place) => place,
+                Err(mpsc::error::TrySendError::Full(())) => {
                     let n = self.stats.buffer_dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     if n == 1 || n.is_multiple_of(10_000) {
                         warn!(receiver = %self.name, dropped = n, "buffer full (whenFull: dropNewest): new events dropped for this receiver");
                     }
-                    self.tracker.finish(&[dropped.seq]);
+                    // Dropped: done for the source position.
+                    self.tracker.finish(&[queued.seq]);
                     return true;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                Err(mpsc::error::TrySendError::Closed(())) => return false,
             },
         };
-        if sent.is_ok() {
-            return true;
-        }
-        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-        false
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        place.send(queued);
+        true
     }
 }
 
@@ -375,4 +378,87 @@ fn digests(spec: &ReceiverSpec, plugins: &Plugins) -> Vec<[u8; 32]> {
         .filter_map(|place| plugins.get(place))
         .map(|p| p.digest())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cloudevents::{EventBuilder, EventBuilderV10};
+
+    use super::*;
+
+    fn queued(seq: u64) -> Queued {
+        let event = EventBuilderV10::new()
+            .id(seq.to_string())
+            .ty("t")
+            .source("s://x")
+            .build()
+            .unwrap();
+        Queued {
+            event: Arc::new(event),
+            seq,
+            span: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_gauge_never_reads_more_than_the_queue_holds() {
+        let (tx, mut rx) = mpsc::channel(3);
+        let stats = Arc::new(ReceiverStats::default());
+        let queue = Queue {
+            name: "out".into(),
+            tx,
+            stats: stats.clone(),
+            when_full: WhenFull::Block,
+            tracker: Arc::new(Tracker::default()),
+        };
+        for seq in 0..3 {
+            assert!(queue.send(queued(seq)).await);
+        }
+        let gauge = || stats.queued.load(Ordering::Relaxed);
+        assert_eq!(gauge(), 3, "a full queue");
+        // The router waits to queue a fourth: it is not in the queue.
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.send(queued(3)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "waits while the queue is full");
+        assert_eq!(gauge(), 3, "the waiting event is not counted");
+        // The receiver takes one (and counts it out): the fourth gets in.
+        rx.recv().await.unwrap();
+        stats.queued.fetch_sub(1, Ordering::Relaxed);
+        assert!(waiting.await.unwrap());
+        assert_eq!(gauge(), 3);
+        drop(rx);
+        assert!(!queue.send(queued(4)).await, "the receiver is gone");
+        assert_eq!(gauge(), 3, "an event not queued is not counted");
+    }
+
+    /// `whenFull: dropNewest`: a full queue drops the new event, counts it,
+    /// and finishes it for the position (it is not lost silently, and does
+    /// not hold the position back).
+    #[tokio::test]
+    async fn drop_newest_drops_counts_and_finishes() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let stats = Arc::new(ReceiverStats::default());
+        let tracker = Arc::new(Tracker::default());
+        let queue = Queue {
+            name: "out".into(),
+            tx,
+            stats: stats.clone(),
+            when_full: WhenFull::DropNewest,
+            tracker: tracker.clone(),
+        };
+        let seqs: Vec<u64> = (0..3).map(|_| tracker.begin(1, None, None)).collect();
+        for &seq in &seqs {
+            assert!(queue.send(queued(seq)).await, "never waits");
+        }
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.buffer_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(tracker.in_flight(), 3, "the first two are queued");
+        tracker.finish(&[rx.recv().await.unwrap().seq, rx.recv().await.unwrap().seq]);
+        assert_eq!(tracker.in_flight(), 0, "the dropped one was finished");
+    }
 }

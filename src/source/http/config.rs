@@ -36,6 +36,28 @@ pub struct HttpSourceConfig {
     /// Serve HTTPS with this certificate instead of plain HTTP.
     #[serde(default)]
     pub tls: Option<ListenerTlsConfig>,
+    /// How long a client has to send a request's headers, counted from
+    /// the connection's accept (the TLS handshake included) or, on a kept
+    /// alive connection, from the request's first byte; then it is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Spanned<Duration>,
+    /// How long a kept-alive connection may wait for its next request
+    /// before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Spanned<Duration>,
+    /// How long a request's body may take to arrive once its headers are
+    /// read and authenticated; past it the answer is 408 and the connection
+    /// is closed.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: Spanned<Duration>,
+    /// Connections served at once; further ones wait in the listen backlog
+    /// until a connection closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<usize>,
+    /// The listen backlog: connections the kernel completes and holds
+    /// while `maxConnections` are served (capped by `net.core.somaxconn`).
+    #[serde(default = "default_backlog")]
+    pub backlog: Spanned<u32>,
 }
 
 /// `tls: {certFile, keyFile}`: the listener's certificate.
@@ -91,17 +113,32 @@ pub struct IntrospectionConfig {
 }
 
 fn default_listen() -> Spanned<String> {
-    unknown("0.0.0.0:8080")
+    unknown("0.0.0.0:8080".to_owned())
 }
 fn default_path() -> Spanned<String> {
-    unknown("/")
+    unknown("/".to_owned())
 }
-fn unknown(s: &str) -> Spanned<String> {
+fn unknown<T>(value: T) -> Spanned<T> {
     Spanned::new(
-        s.to_owned(),
+        value,
         serde_saphyr::Location::UNKNOWN,
         serde_saphyr::Location::UNKNOWN,
     )
+}
+fn default_header_read_timeout() -> Spanned<Duration> {
+    unknown(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> Spanned<Duration> {
+    unknown(Duration::from_secs(60))
+}
+fn default_body_timeout() -> Spanned<Duration> {
+    unknown(Duration::from_secs(30))
+}
+fn default_max_connections() -> Spanned<usize> {
+    unknown(1024)
+}
+fn default_backlog() -> Spanned<u32> {
+    unknown(1024)
 }
 fn default_max_body() -> ByteSize {
     ByteSize(1024 * 1024)
@@ -130,6 +167,29 @@ pub struct HttpSourceSpec {
     pub auth: AuthSpec,
     /// The listener's certificate chain and key (PEM), checked to load.
     pub tls: Option<ListenerTls>,
+    pub limits: ConnectionLimits,
+}
+
+/// What one client may hold of the listener, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub backlog: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: default_header_read_timeout().value.0,
+            idle_timeout: default_idle_timeout().value.0,
+            body_timeout: default_body_timeout().value.0,
+            max_connections: default_max_connections().value,
+            backlog: default_backlog().value,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,18 +225,18 @@ impl HttpSourceConfig {
         diags: &mut Diagnostics,
     ) -> Option<HttpSourceSpec> {
         let place = "source.http";
-        let loc = |v: &Spanned<String>| {
-            if v.referenced == serde_saphyr::Location::UNKNOWN {
+        let loc = |v: serde_saphyr::Location| {
+            if v == serde_saphyr::Location::UNKNOWN {
                 at
             } else {
-                v.referenced
+                v
             }
         };
         let listen = expanded(&self.listen, &format!("{place}.listen"), diags).and_then(|l| {
             l.parse::<SocketAddr>()
                 .map_err(|_| {
                     diags.error(
-                        Some(loc(&self.listen)),
+                        Some(loc(self.listen.referenced)),
                         format!(
                             "{place}.listen: {l:?} is not an IP address and port (e.g. 0.0.0.0:8080 or [::]:8080)"
                         ),
@@ -189,7 +249,7 @@ impl HttpSourceConfig {
                 Some(p)
             } else {
                 diags.error(
-                    Some(loc(&self.path)),
+                    Some(loc(self.path.referenced)),
                     format!("{place}.path: {p:?} must start with / and hold no ?, #, spaces, braces or *"),
                 );
                 None
@@ -213,6 +273,30 @@ impl HttpSourceConfig {
                 format!("{place}.segmentBytes: must be at least 4KiB"),
             );
         }
+        for (key, timeout) in [
+            ("headerReadTimeout", &self.header_read_timeout),
+            ("idleTimeout", &self.idle_timeout),
+            ("bodyTimeout", &self.body_timeout),
+        ] {
+            if timeout.value.0.is_zero() {
+                diags.error(
+                    Some(loc(timeout.referenced)),
+                    format!("{place}.{key}: must be greater than zero"),
+                );
+            }
+        }
+        if self.max_connections.value == 0 {
+            diags.error(
+                Some(loc(self.max_connections.referenced)),
+                format!("{place}.maxConnections: must be at least 1"),
+            );
+        }
+        if !(1..=65535).contains(&self.backlog.value) {
+            diags.error(
+                Some(loc(self.backlog.referenced)),
+                format!("{place}.backlog: must be between 1 and 65535"),
+            );
+        }
         let auth = match &self.auth {
             None => Some(AuthSpec::Open),
             Some(a) => a.compile(&format!("{place}.auth"), at, diags),
@@ -229,6 +313,13 @@ impl HttpSourceConfig {
             max_queued_events: self.max_queued_events.max(1) as u64,
             segment_bytes: self.segment_bytes.0.max(4096),
             auth: auth?,
+            limits: ConnectionLimits {
+                header_read_timeout: self.header_read_timeout.value.0,
+                idle_timeout: self.idle_timeout.value.0,
+                body_timeout: self.body_timeout.value.0,
+                max_connections: self.max_connections.value,
+                backlog: self.backlog.value,
+            },
         })
     }
 }

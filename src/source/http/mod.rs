@@ -13,8 +13,11 @@
 //! `Retry-After`, so the senders keep them.
 
 mod auth;
+mod check;
 pub mod config;
+mod conn;
 mod decode;
+mod listener;
 mod reader;
 mod server;
 #[cfg(test)]
@@ -150,14 +153,20 @@ impl HttpSource {
         if matches!(spec.auth, config::AuthSpec::Open) {
             warn!(listen = %spec.listen, "source.http has no auth: anyone who reaches it can send events");
         }
-        let listener = tokio::net::TcpListener::bind(spec.listen)
-            .await
-            .map_err(|e| SourceError::Io {
+        let listener =
+            listener::bind(spec.listen, spec.limits.backlog).map_err(|e| SourceError::Io {
                 what: "cannot listen on",
                 path: spec.listen.to_string(),
                 source: e,
             })?;
         let listen = listener.local_addr().unwrap_or(spec.listen);
+        let tls = match &spec.tls {
+            None => None,
+            Some(t) => Some(
+                tls::acceptor(t)
+                    .map_err(|e| io("TLS certificate for", std::io::Error::other(e)))?,
+            ),
+        };
 
         let backlog = Arc::new(reader::Backlog::new(queued, spec.max_queued_events));
         let (appends, requests) = mpsc::channel(APPEND_QUEUE);
@@ -177,24 +186,12 @@ impl HttpSource {
                 journal: appends,
                 backlog: backlog.clone(),
                 max_body: spec.max_body_bytes,
+                body_timeout: spec.limits.body_timeout,
             },
         );
         ctx.stats.connected.store(true, Ordering::Relaxed);
-        let served = match &spec.tls {
-            None => {
-                info!(listen = %listen, path = %spec.path, "source.http accepting CloudEvents");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(ctx.shutdown.clone().cancelled_owned())
-                    .await
-            }
-            Some(t) => {
-                let config = tls::server_config(t)
-                    .map_err(|e| io("TLS certificate for", std::io::Error::other(e)))?;
-                info!(listen = %listen, path = %spec.path, tls = true, "source.http accepting CloudEvents");
-                tls::serve(listener, app, config, ctx.shutdown.clone()).await;
-                Ok(())
-            }
-        };
+        info!(listen = %listen, path = %spec.path, tls = tls.is_some(), "source.http accepting CloudEvents");
+        listener::serve(listener, app, tls, spec.limits, ctx.shutdown.clone()).await;
         ctx.stats.connected.store(false, Ordering::Relaxed);
         // The last requests are journaled before the writer stops.
         let _ = writer_task.await;
@@ -204,11 +201,6 @@ impl HttpSource {
             unfinished = backlog.queued(),
             "source.http stopped; unfinished events are read from the journal on the next start"
         );
-        served.map_err(|e| SourceError::Io {
-            what: "HTTP server on",
-            path: listen.to_string(),
-            source: e,
-        })?;
         read
     }
 }

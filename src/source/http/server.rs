@@ -1,12 +1,13 @@
-//! The HTTP endpoint: authenticates, reads the body (413 past the limit),
-//! decodes the CloudEvents (400), takes room in the backlog (503 when full),
+//! The HTTP endpoint: authenticates, reads the body (413 past the limit,
+//! 408 past `bodyTimeout`), decodes the CloudEvents (400), takes room in the backlog (503 when full),
 //! journals the events and answers 202 once they are synced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -27,6 +28,7 @@ pub struct Endpoint {
     pub journal: mpsc::Sender<Append>,
     pub backlog: Arc<Backlog>,
     pub max_body: usize,
+    pub body_timeout: Duration,
 }
 
 pub fn router(path: &str, endpoint: Endpoint) -> axum::Router {
@@ -52,30 +54,31 @@ async fn receive(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Bod
     if let Err(denied) = endpoint.auth.check(&headers).await {
         return refuse(denied);
     }
-    let too_large = || {
-        answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} bytes", endpoint.max_body),
-        )
-    };
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > endpoint.max_body as u64) {
-        return too_large();
+        return too_large(endpoint.max_body);
     }
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            return answer(StatusCode::BAD_REQUEST, "the body could not be read");
-        };
-        if bytes.len() + chunk.len() > endpoint.max_body {
-            return too_large();
+    let read = read_body(body, declared, endpoint.max_body);
+    let bytes = match tokio::time::timeout(endpoint.body_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(refused)) => return refused,
+        Err(_) => {
+            debug!("request refused: the body did not arrive within bodyTimeout");
+            let mut r = answer(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {}",
+                    humantime::format_duration(endpoint.body_timeout)
+                ),
+            );
+            r.headers_mut()
+                .insert(CONNECTION, "close".parse().expect("a header value"));
+            return r;
         }
-        bytes.extend_from_slice(&chunk);
-    }
+    };
     let lines = match decode(&headers, &bytes) {
         Ok(lines) => lines,
         Err(e @ DecodeError::Invalid(_)) => {
@@ -106,6 +109,32 @@ async fn receive(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Bod
             busy("the events could not be stored; retry later")
         }
     }
+}
+
+fn too_large(max: usize) -> Response {
+    answer(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {max} bytes"),
+    )
+}
+
+/// The whole body, or the answer refusing it.
+async fn read_body(body: Body, declared: Option<u64>, max: usize) -> Result<Vec<u8>, Response> {
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(answer(
+                StatusCode::BAD_REQUEST,
+                "the body could not be read",
+            ));
+        };
+        if bytes.len() + chunk.len() > max {
+            return Err(too_large(max));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 fn refuse(denied: Denied) -> Response {

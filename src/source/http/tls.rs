@@ -1,24 +1,14 @@
-//! The HTTPS listener: rustls in front of the same axum router, one task
-//! per connection, closed gracefully at shutdown.
+//! HTTPS: the listener's rustls configuration (the handshake runs per
+//! connection, within `headerReadTimeout`: see [`conn`](super::conn)).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
 
 use super::config::ListenerTls;
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A rustls server configuration; the error never quotes the key.
 pub fn server_config(tls: &ListenerTls) -> Result<ServerConfig, String> {
@@ -41,49 +31,7 @@ pub fn server_config(tls: &ListenerTls) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
-/// Serves `app` over TLS until `shutdown`, then lets each connection
-/// finish its request in progress.
-pub async fn serve(
-    listener: TcpListener,
-    app: axum::Router,
-    config: ServerConfig,
-    shutdown: CancellationToken,
-) {
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let connections = TaskTracker::new();
-    loop {
-        let tcp = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, go on.
-                    warn!(error = %e, "source.http: cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
-        connections.spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return debug!(error = %e, "source.http: TLS handshake failed"),
-                Err(_) => return debug!("source.http: TLS handshake timed out"),
-            };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
+/// The acceptor for the listener's connections.
+pub fn acceptor(tls: &ListenerTls) -> Result<TlsAcceptor, String> {
+    server_config(tls).map(|c| TlsAcceptor::from(Arc::new(c)))
 }
