@@ -179,19 +179,19 @@ fn benches(c: &mut Criterion) {
 
     // Where a CEL rule's time goes: building `event` once per event, and
     // evaluating one expression against it.
-    use switchyard::route::expr::{self, Expr, View};
+    use switchyard::route::expr::{self, Expr, Fields, View};
     let mut group = c.benchmark_group("cel");
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("view", |b| {
         b.iter(|| {
             for event in &events {
-                black_box(expr::view(View::Nvsentinel, black_box(event)));
+                black_box(expr::view(View::Nvsentinel, black_box(event), Fields::ALL));
             }
         })
     });
     let views: Vec<_> = events
         .iter()
-        .map(|e| expr::view(View::Nvsentinel, e))
+        .map(|e| expr::view(View::Nvsentinel, e, Fields::ALL))
         .collect();
     // (The views borrow the events: they live as long as `events`.)
     let filter = Expr::compile("event.recommendedAction != 'NONE'").unwrap();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::config::{Diagnostics, PatternValue, RouteConfig, RuleConfig, Spanned};
 use crate::event::{FieldPath, enums};
 
-use super::expr::{Expr, View};
+use super::expr::{Expr, Fields, View};
 use super::{Condition, Node, Pattern, ReceiverId, RouteTree, Rule};
 
 /// Compiles the tree. `receivers` maps names to ids; every receiver a rule
@@ -24,12 +24,14 @@ pub fn compile(
         used,
         diags,
         exprs: 0,
+        fields: Fields::default(),
     };
     let root = cx.node(config, "route");
     RouteTree {
         root,
         view,
         has_exprs: cx.exprs > 0,
+        fields: cx.fields,
     }
 }
 
@@ -38,6 +40,8 @@ struct Cx<'a> {
     used: &'a mut Vec<bool>,
     diags: &'a mut Diagnostics,
     exprs: usize,
+    /// What the expressions read of NVSentinel's `event`.
+    fields: Fields,
 }
 
 impl Cx<'_> {
@@ -111,6 +115,7 @@ impl Cx<'_> {
         match Expr::compile(&x.value) {
             Ok(e) => {
                 self.exprs += 1;
+                self.fields = self.fields.union(e.fields());
                 Some(e)
             }
             Err(e) => {

@@ -48,6 +48,83 @@ pub struct Expr {
     program: Arc<Program>,
     env: Arc<Env>,
     source: Arc<str>,
+    /// The members of NVSentinel's `event` it reads.
+    fields: Fields,
+}
+
+/// A set of the members of NVSentinel's `event` ([`NV_FIELDS`] by index):
+/// the view holds only those its tree's expressions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fields(u16);
+
+/// The members of NVSentinel's `event`, in [`Fields`] bit order.
+const NV_FIELDS: [&str; 10] = [
+    "agent",
+    "checkName",
+    "componentClass",
+    "errorCode",
+    "isFatal",
+    "isHealthy",
+    "recommendedAction",
+    "nodeName",
+    "metadata",
+    "message",
+];
+
+impl Fields {
+    pub const ALL: Fields = Fields((1 << NV_FIELDS.len()) - 1);
+
+    pub fn union(self, other: Fields) -> Fields {
+        Fields(self.0 | other.0)
+    }
+
+    fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    /// The members `e` reads: `event.<member>` adds one; `event` used in
+    /// any other way (passed whole, indexed, `'x' in event`) needs them all.
+    fn read_by(e: &IdedExpr) -> Fields {
+        let mut fields = Fields::default();
+        let mut visit = vec![e];
+        while let Some(e) = visit.pop() {
+            match &e.expr {
+                Ast::Select(s) => match &s.operand.expr {
+                    Ast::Ident(v) if v == "event" => {
+                        // Not a member: an evaluation error, whatever the view.
+                        if let Some(i) = NV_FIELDS.iter().position(|f| *f == s.field) {
+                            fields.0 |= 1 << i;
+                        }
+                    }
+                    _ => visit.push(&s.operand),
+                },
+                Ast::Ident(v) if v == "event" => return Fields::ALL,
+                Ast::Call(c) => {
+                    visit.extend(c.target.as_deref());
+                    visit.extend(&c.args);
+                }
+                Ast::List(l) => visit.extend(&l.elements),
+                Ast::Map(m) => {
+                    for entry in &m.entries {
+                        if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                            visit.push(&me.key);
+                            visit.push(&me.value);
+                        }
+                    }
+                }
+                Ast::Comprehension(c) => visit.extend([
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ]),
+                Ast::Struct(_) => return Fields::ALL,
+                _ => {}
+            }
+        }
+        fields
+    }
 }
 
 impl std::fmt::Debug for Expr {
@@ -89,11 +166,18 @@ impl Expr {
                 message: "CEL expression must return a boolean (a bare field read is untyped; compare it, for example `event.isFatal == true`)".to_owned(),
             });
         }
+        let fields = Fields::read_by(program.expression());
         Ok(Self {
             program: Arc::new(program),
             env,
             source: source.into(),
+            fields,
         })
+    }
+
+    /// The members of NVSentinel's `event` it reads.
+    pub fn fields(&self) -> Fields {
+        self.fields
     }
 
     /// The expression as written.
@@ -166,17 +250,19 @@ impl VariableResolver for Bound<'_> {
     }
 }
 
-/// The value of `event` for one event.
-pub fn view(kind: View, event: &Event) -> Bound<'_> {
+/// The value of `event` for one event, with (in NVSentinel's view) the
+/// members in `fields`: the others are absent, as a member the event does
+/// not have.
+pub fn view(kind: View, event: &Event, fields: Fields) -> Bound<'_> {
     match kind {
-        View::Nvsentinel => Bound(nvsentinel_view(event)),
+        View::Nvsentinel => Bound(nvsentinel_view(event, fields)),
         View::CloudEvent => Bound(owned(&crate::event::to_value(event))),
     }
 }
 
 type Boxed<'a> = Box<dyn Val + 'a>;
 
-fn nvsentinel_view(event: &Event) -> Boxed<'_> {
+fn nvsentinel_view(event: &Event, fields: Fields) -> Boxed<'_> {
     static EMPTY: std::sync::OnceLock<serde_json::Map<String, Json>> = std::sync::OnceLock::new();
     let he = match event.data() {
         Some(Data::Json(d)) => d.get("healthEvent").and_then(Json::as_object),
@@ -193,39 +279,37 @@ fn nvsentinel_view(event: &Event) -> Boxed<'_> {
             he.get(k).and_then(Json::as_bool).unwrap_or_default(),
         ))
     };
-    let codes: Vec<Boxed<'_>> = he
-        .get("errorCode")
-        .and_then(Json::as_array)
-        .map(|a| a.iter().map(borrowed).collect())
-        .unwrap_or_default();
-    // The enum's name, whether the mapping wrote the number or the name.
-    let action: std::borrow::Cow<'_, str> = match he.get("recommendedAction") {
-        Some(Json::Number(n)) => match n.as_i64() {
-            Some(n) => enums::name(enums::RECOMMENDED_ACTION, n),
-            None => n.to_string().into(),
-        },
-        Some(Json::String(s)) => s.as_str().into(),
-        _ => "NONE".into(),
+    let member = |i: usize| -> Boxed<'_> {
+        match NV_FIELDS[i] {
+            "errorCode" => Box::new(CelList::from(
+                he.get("errorCode")
+                    .and_then(Json::as_array)
+                    .map(|a| a.iter().map(borrowed).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )),
+            "isFatal" | "isHealthy" => flag(NV_FIELDS[i]),
+            // The enum's name, whether the mapping wrote the number or the name.
+            "recommendedAction" => {
+                let action: std::borrow::Cow<'_, str> = match he.get("recommendedAction") {
+                    Some(Json::Number(n)) => match n.as_i64() {
+                        Some(n) => enums::name(enums::RECOMMENDED_ACTION, n),
+                        None => n.to_string().into(),
+                    },
+                    Some(Json::String(s)) => s.as_str().into(),
+                    _ => "NONE".into(),
+                };
+                Box::new(CelString::from(action))
+            }
+            "metadata" => match he.get("metadata") {
+                Some(m) => borrowed(m),
+                None => Box::new(CelMap::from(HashMap::new())),
+            },
+            other => text(other),
+        }
     };
-    let metadata = match he.get("metadata") {
-        Some(m) => borrowed(m),
-        None => Box::new(CelMap::from(HashMap::new())),
-    };
-    let entries: [(&'static str, Boxed<'_>); 10] = [
-        ("agent", text("agent")),
-        ("checkName", text("checkName")),
-        ("componentClass", text("componentClass")),
-        ("errorCode", Box::new(CelList::from(codes))),
-        ("isFatal", flag("isFatal")),
-        ("isHealthy", flag("isHealthy")),
-        ("recommendedAction", Box::new(CelString::from(action))),
-        ("nodeName", text("nodeName")),
-        ("metadata", metadata),
-        ("message", text("message")),
-    ];
-    let map: HashMap<CelMapKey<'_>, Boxed<'_>> = entries
-        .into_iter()
-        .map(|(k, v)| (CelMapKey::from(k), v))
+    let map: HashMap<CelMapKey<'_>, Boxed<'_>> = (0..NV_FIELDS.len())
+        .filter(|i| fields.has(*i))
+        .map(|i| (CelMapKey::from(NV_FIELDS[i]), member(i)))
         .collect();
     Box::new(CelMap::from(map))
 }
@@ -290,7 +374,7 @@ mod tests {
     fn eval(source: &str, e: &Event) -> Result<bool, String> {
         Expr::compile(source)
             .unwrap()
-            .eval(&view(View::Nvsentinel, e))
+            .eval(&view(View::Nvsentinel, e, Fields::ALL))
     }
 
     /// NVSentinel's own filter examples (`event-exporter/pkg/exporter/filter_test.go`).
@@ -359,6 +443,44 @@ mod tests {
             "event.type == 'com.nvidia.nvsentinel.health.v1' && event.data.healthEvent.recommendedAction == 2",
         )
         .unwrap();
-        assert_eq!(x.eval(&view(View::CloudEvent, &e)), Ok(true));
+        assert_eq!(x.eval(&view(View::CloudEvent, &e, Fields::ALL)), Ok(true));
+    }
+
+    /// The view holds only what the expressions read; what they read
+    /// evaluates as with the whole view.
+    #[test]
+    fn the_view_holds_what_the_expressions_read() {
+        let fields = |src: &str| Expr::compile(src).unwrap().fields();
+        let bit = |name: &str| Fields(1 << NV_FIELDS.iter().position(|f| *f == name).unwrap());
+        assert_eq!(
+            fields("event.recommendedAction != 'NONE'"),
+            bit("recommendedAction")
+        );
+        assert_eq!(
+            fields("!('45' in event.errorCode) && event.metadata.zone == 'a'"),
+            bit("errorCode").union(bit("metadata"))
+        );
+        assert_eq!(
+            fields("event.errorCode.exists(c, c == event.nodeName)"),
+            bit("errorCode").union(bit("nodeName"))
+        );
+        assert_eq!(fields("'agent' in event"), Fields::ALL);
+        assert_eq!(fields("event['agent'] == 'x'"), Fields::ALL);
+        assert_eq!(fields("event.notAField == 'x'"), Fields::default());
+        let e = event(json!(5), &["45"]);
+        for src in [
+            "event.recommendedAction != 'NONE'",
+            "!('45' in event.errorCode)",
+            "event.metadata.zone == 'a' && event.isFatal",
+        ] {
+            let x = Expr::compile(src).unwrap();
+            assert_eq!(
+                x.eval(&view(View::Nvsentinel, &e, x.fields())),
+                x.eval(&view(View::Nvsentinel, &e, Fields::ALL)),
+                "{src}"
+            );
+        }
+        let x = Expr::compile("event.notAField == 'x'").unwrap();
+        assert!(x.eval(&view(View::Nvsentinel, &e, x.fields())).is_err());
     }
 }

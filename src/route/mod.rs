@@ -34,6 +34,8 @@ pub struct RouteTree {
     view: expr::View,
     /// Whether any rule has an expression (else no view is ever built).
     has_exprs: bool,
+    /// The members of NVSentinel's `event` the expressions read.
+    fields: expr::Fields,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -76,6 +78,7 @@ struct Condition {
 struct Routed<'a> {
     event: &'a Event,
     kind: expr::View,
+    fields: expr::Fields,
     view: Option<expr::Bound<'a>>,
 }
 
@@ -95,7 +98,9 @@ impl Rule {
         let Some(x) = &self.expr else {
             return true;
         };
-        let view = e.view.get_or_insert_with(|| expr::view(e.kind, e.event));
+        let view = e
+            .view
+            .get_or_insert_with(|| expr::view(e.kind, e.event, e.fields));
         match x.eval(view) {
             Ok(b) => b,
             Err(reason) => {
@@ -152,6 +157,7 @@ impl RouteTree {
         let mut e = Routed {
             event,
             kind: self.view,
+            fields: self.fields,
             view: None,
         };
         self.root.process(&mut e, out);
