@@ -721,18 +721,7 @@ async fn a_stuck_event_stops_the_source_after_the_window() {
     // The ids in input order, as Switchyard maps them.
     let ids = mapped_ids(&lines);
     let stuck_id = ids[STUCK].clone();
-    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let stuck = http::receiver({
-        let (stuck_id, refusing) = (stuck_id.clone(), refusing.clone());
-        Arc::new(move |_, r| {
-            let id = r.json()["id"].as_str().unwrap().to_owned();
-            match id == stuck_id && refusing.load(std::sync::atomic::Ordering::SeqCst) {
-                true => Reply::status(503),
-                false => Reply::status(200),
-            }
-        })
-    })
-    .await;
+    let (stuck, refusing) = refusing(&stuck_id).await;
     let healthy = http::receiver(http::always(200)).await;
     let mut run = run;
     run.yaml = run
@@ -748,12 +737,6 @@ async fn a_stuck_event_stops_the_source_after_the_window() {
             stuck.url(),
             healthy.url()
         );
-    let received = |r: &http::Receiver| -> HashSet<String> {
-        r.requests()
-            .iter()
-            .map(|q| q.json()["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
 
     let shutdown = CancellationToken::new();
     let first = tokio::spawn({
@@ -774,7 +757,7 @@ async fn a_stuck_event_stops_the_source_after_the_window() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(healthy.count(), read, "the source waits for the window");
     let want: HashSet<String> = ids[..read].iter().cloned().collect();
-    assert_eq!(received(&healthy), want);
+    assert_eq!(received(&healthy).into_iter().collect::<HashSet<_>>(), want);
     assert!(stuck.requests().len() > read, "the stuck event is retried");
     shutdown.cancel();
     let stats = first.await.unwrap();
@@ -792,7 +775,7 @@ async fn a_stuck_event_stops_the_source_after_the_window() {
     let again: HashSet<String> = again.into_iter().collect();
     assert_eq!(again, ids[STUCK..].iter().cloned().collect::<HashSet<_>>());
     assert_eq!(
-        received(&stuck),
+        received(&stuck).into_iter().collect::<HashSet<_>>(),
         ids.iter().cloned().collect::<HashSet<_>>()
     );
 }
@@ -813,18 +796,7 @@ async fn a_disk_buffer_lets_the_position_and_the_others_move_past_a_stuck_event(
     let lines: Vec<&str> = documents.iter().map(String::as_str).collect();
     let ids = mapped_ids(&lines);
     let stuck_id = ids[STUCK].clone();
-    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let stuck = http::receiver({
-        let (stuck_id, refusing) = (stuck_id.clone(), refusing.clone());
-        Arc::new(move |_, r| {
-            let id = r.json()["id"].as_str().unwrap().to_owned();
-            match id == stuck_id && refusing.load(std::sync::atomic::Ordering::SeqCst) {
-                true => Reply::status(503),
-                false => Reply::status(200),
-            }
-        })
-    })
-    .await;
+    let (stuck, refusing) = refusing(&stuck_id).await;
     let healthy = http::receiver(http::always(200)).await;
     let mut run = Run::with_documents(&lines, &["stuck", "healthy"], "");
     run.yaml = run
@@ -840,12 +812,6 @@ async fn a_disk_buffer_lets_the_position_and_the_others_move_past_a_stuck_event(
             stuck.url(),
             healthy.url()
         );
-    let received = |r: &http::Receiver| -> Vec<String> {
-        r.requests()
-            .iter()
-            .map(|q| q.json()["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let all: HashSet<String> = ids.iter().cloned().collect();
 
     // The whole input flows: to the healthy receiver, into the buffer, and
@@ -958,12 +924,6 @@ async fn a_disk_buffer_survives_sigkill() {
     .unwrap();
     let size = std::fs::metadata(run.path("input.jsonl")).unwrap().len();
     let position = || saved_positions(&run.path("state"));
-    let received = |r: &http::Receiver| -> Vec<String> {
-        r.requests()
-            .iter()
-            .map(|q| q.json()["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
 
     let mut p = Process::run(&config, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1047,5 +1007,31 @@ fn saved_positions(state: &std::path::Path) -> String {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(".position.json"))
         .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
+
+/// A receiver that answers 503 to the event `id` while the flag is set,
+/// and 200 to everything else.
+async fn refusing(id: &str) -> (http::Receiver, Arc<std::sync::atomic::AtomicBool>) {
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let receiver = http::receiver({
+        let (id, refusing) = (id.to_owned(), refusing.clone());
+        Arc::new(move |_, r| {
+            let this = r.json()["id"].as_str() == Some(id.as_str());
+            match this && refusing.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Reply::status(503),
+                false => Reply::status(200),
+            }
+        })
+    })
+    .await;
+    (receiver, refusing)
+}
+
+/// The ids a receiver was sent, in arrival order (retries included).
+fn received(r: &http::Receiver) -> Vec<String> {
+    r.requests()
+        .iter()
+        .map(|q| q.json()["id"].as_str().unwrap().to_owned())
         .collect()
 }

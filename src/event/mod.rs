@@ -13,6 +13,21 @@ pub use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV
 pub use path::{FieldPath, PathError, Scalar};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+/// The names CloudEvents 1.0 gives its context attributes and data members,
+/// in structured mode: no extension may take one.
+pub const RESERVED_NAMES: [&str; 10] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+    "data",
+    "data_base64",
+];
+
 /// Serialises an event as one structured-mode JSON document (no newline).
 pub fn write_json(event: &Event, out: &mut Vec<u8>) {
     // Serialising an `Event` into memory cannot fail: every key is a string.

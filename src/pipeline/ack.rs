@@ -79,13 +79,17 @@ impl Tracker {
     /// may begin now. Cancel-safe.
     pub async fn room(&self) -> usize {
         loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            // Registered before the check: a finish in between still wakes us.
-            freed.as_mut().enable();
             let len = self.len.load(Ordering::Acquire);
             if len < self.window {
                 return self.window - len;
+            }
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the second look: a finish in between still
+            // wakes us.
+            freed.as_mut().enable();
+            if self.len.load(Ordering::Acquire) < self.window {
+                continue;
             }
             freed.await;
         }

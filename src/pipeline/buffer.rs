@@ -164,21 +164,6 @@ pub fn start(
         .insert(name.to_owned());
     let shared = writer.shared().clone();
     let end = writer.end();
-    let pending = match shared.count_lines(start, end) {
-        Ok(n) => n,
-        Err(e) => {
-            warn!(receiver = name, error = %e, "disk buffer: cannot count what it holds");
-            0
-        }
-    };
-    if pending > 0 {
-        info!(
-            receiver = name,
-            events = pending,
-            "disk buffer: sending what the receiver had not finished"
-        );
-    }
-    counters.buffer_events.store(pending, Ordering::Relaxed);
     counters
         .buffer_bytes
         .store(end - shared.first(), Ordering::Relaxed);
@@ -302,7 +287,7 @@ impl Writer {
                     }
                 }
                 let end = ends[from + fit - 1];
-                self = self.append(&bytes[start..end], fit as u64).await;
+                (self, bytes) = self.append(bytes, start..end, fit as u64).await;
                 // On disk: done for the source position.
                 self.pipeline.finish(&seqs[from..from + fit]);
                 from += fit;
@@ -325,12 +310,17 @@ impl Writer {
     }
 
     /// Appends and syncs, retrying (never dropping) when the disk fails.
-    async fn append(mut self, bytes: &[u8], events: u64) -> Self {
+    async fn append(
+        mut self,
+        mut bytes: Vec<u8>,
+        range: std::ops::Range<usize>,
+        events: u64,
+    ) -> (Self, Vec<u8>) {
         let mut wait = Duration::from_millis(100);
-        let mut bytes = bytes.to_vec();
         loop {
+            let part = range.clone();
             let (writer, kept, result) = tokio::task::spawn_blocking(move || {
-                let result = self.journal.write_synced([bytes.as_slice()]);
+                let result = self.journal.write_synced([&bytes[part]]);
                 (self, bytes, result)
             })
             .await
@@ -345,7 +335,7 @@ impl Writer {
                     self.counters
                         .buffer_bytes
                         .store(self.used(), Ordering::Relaxed);
-                    return self;
+                    return (self, bytes);
                 }
                 Err(e) => {
                     error!(receiver = %self.name, error = %e, retry_in = ?wait, "disk buffer: cannot append; the events wait in memory");
@@ -371,6 +361,21 @@ async fn read(
     written: CancellationToken,
     shutdown: CancellationToken,
 ) {
+    // What it held at start (read off the start path: up to maxSize bytes),
+    // counted before any of it is sent, so the gauge never goes below zero.
+    let end = *journal.durable.borrow();
+    let counting = journal.clone();
+    match tokio::task::spawn_blocking(move || counting.count_lines(start, end))
+        .await
+        .expect("counting does not panic")
+    {
+        Ok(0) => {}
+        Ok(pending) => {
+            info!(receiver = %name, events = pending, "disk buffer: sending what the receiver had not finished");
+            counters.buffer_events.fetch_add(pending, Ordering::Relaxed);
+        }
+        Err(e) => warn!(receiver = %name, error = %e, "disk buffer: cannot count what it holds"),
+    }
     let mut lines = Lines::new(journal.clone(), start);
     let mut writer_gone = false;
     loop {

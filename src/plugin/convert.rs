@@ -55,20 +55,6 @@ pub fn data_bytes(data: &Data) -> Vec<u8> {
     }
 }
 
-/// Attribute names that cannot be extensions.
-const RESERVED: [&str; 10] = [
-    "id",
-    "source",
-    "specversion",
-    "type",
-    "datacontenttype",
-    "dataschema",
-    "subject",
-    "time",
-    "data",
-    "data_base64",
-];
-
 /// The event for a WIT record a plugin returned. `reuse`: the parsed data
 /// to use instead of parsing the record's bytes (the caller checked they
 /// are the bytes of that data).
@@ -100,7 +86,7 @@ pub fn from_wit(ce: CloudEvent, reuse: Option<Data>) -> Result<Event, String> {
                 "returned an event with extension {name:?}: names are lower-case letters and digits"
             ));
         }
-        if RESERVED.contains(&name.as_str()) {
+        if crate::event::RESERVED_NAMES.contains(&name.as_str()) {
             return Err(format!(
                 "returned an event with extension {name:?}: that is a CloudEvents attribute"
             ));

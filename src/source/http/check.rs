@@ -27,20 +27,6 @@ impl Mode {
     }
 }
 
-/// The attributes CloudEvents 1.0 defines; any other is an extension.
-const DEFINED: [&str; 10] = [
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "datacontenttype",
-    "dataschema",
-    "subject",
-    "time",
-    "data",
-    "data_base64",
-];
-
 /// A valid CloudEvent 1.0: the required attributes present, and everything
 /// else typed as the specification says (what the SDK would refuse to
 /// read); an error names the attribute (in binary mode, the header) at
@@ -141,7 +127,7 @@ pub fn check(event: &Value, mode: Mode) -> Result<(), String> {
         (None, None) => {}
     }
     for (name, value) in attributes {
-        if DEFINED.contains(&name.as_str()) {
+        if crate::event::RESERVED_NAMES.contains(&name.as_str()) {
             continue;
         }
         match value {
