@@ -5,43 +5,54 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the YAML shape, `${…}` expansion, diagnostics with line and
-//!   column (every unknown key of a file at once, `config::recover`), and
-//!   validation that compiles the runtime pieces.
+//! In the order an event flows, after the vocabulary beneath it all:
+//!
 //! - [`event`]: the CloudEvent model (the official SDK) and its wire form,
 //!   field paths, NVSentinel's enums (numbers and names, `event::enums`), W3C
 //!   trace context (the distributed tracing extension).
-//! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`, `cloudevents`,
-//!   `kubernetes-event`, `nomad`).
+//! - [`config`]: the YAML shape, its vocabulary (`config::common`:
+//!   diagnostics with line and column, durations, sizes, `${…}` expansion,
+//!   secrets, TLS settings), every unknown key of a file at once
+//!   (`config::recover`), and validation that compiles the runtime pieces.
+//! - [`net`]: what several components share at run time: HTTP clients
+//!   from TLS settings, the NATS connection.
+//! - [`source`]: where records are read (`file`, `stdin`, `http`, `mongodb`,
+//!   `nats`, `kubernetes`, `nomad`), with positions ([`state`]: where they
+//!   are persisted).
+//! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`,
+//!   `cloudevents`, `kubernetes-event`, `nomad`).
+//! - [`transform`]: transform steps (WASM plugins) and their `onError` policy.
 //! - [`route`]: the compiled route tree, its patterns and its CEL
 //!   expressions (`route::expr`).
-//! - [`source`]: where records come from (`file`, `stdin`, `http`, `mongodb`,
-//!   `nats`, `kubernetes`, `nomad`), with positions.
+//! - [`pipeline`]: source → mapping → transforms → route → per-receiver
+//!   queues or disk buffers (on [`journal`]: group-committed segment files of
+//!   JSON lines, also `source.http`'s), ordered acknowledgements and
+//!   checkpoints, live reconfiguration, graceful shutdown.
 //! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `kafka`,
 //!   `nats`, `amqp`, `redis`, `mqtt`, `wasm`) and the delivery result.
 //! - [`plugin`]: WebAssembly plugins on wasmtime: engine, code cache,
 //!   instance pools, limits, the host side of `wit/switchyard.wit`.
-//! - [`transform`]: transform steps (WASM plugins) and their `onError` policy.
-//! - [`pipeline`]: source → mapping → route → per-receiver queues, ordered
-//!   acknowledgements and checkpoints, live reconfiguration, graceful
-//!   shutdown.
+//!
+//! Around the flow:
+//!
 //! - [`reload`]: watches the config file (and SIGHUP) and hands validated
 //!   configs to the pipeline.
 //! - [`telemetry`]: Prometheus metrics (also under NVSentinel's names,
 //!   `telemetry::nvsentinel`), `/healthz`, `/readyz`; OpenTelemetry spans per
 //!   event (`telemetry::traces`) and their OTLP exporter (`telemetry::otlp`).
 //! - [`leader`]: leader election with a lease document in MongoDB.
-//! - [`state`]: where source positions are persisted.
-//! - [`journal`]: group-committed segment files of JSON lines, read in order
-//!   and reclaimed as they finish (`source.http`'s journal, disk buffers).
 //! - [`cli`]: the `switchyard` command line.
+//! - `fuzz`: the fuzz targets' bodies (`fuzz/`, `scripts/fuzz`).
 
 pub mod cli;
 pub mod config;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod journal;
 pub mod leader;
 pub mod mapping;
+pub mod net;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;

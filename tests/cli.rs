@@ -37,12 +37,8 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Polls until `f` holds, for at most 30 s.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    support::wait_until_blocking(what, Duration::from_secs(30), f)
 }
 
 fn lines_of(path: &Path) -> Vec<String> {

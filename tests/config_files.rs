@@ -50,6 +50,7 @@ fn bad_configs_report_every_error_with_its_place() {
 }
 
 #[test]
+#[allow(unsafe_code)] // set_var (SAFETY below)
 fn good_configs_validate() {
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("SWITCHYARD_TEST_CLUSTER", "test-cluster") };

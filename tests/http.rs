@@ -482,7 +482,8 @@ async fn a_failing_token_endpoint_is_retried_with_backoff_and_never_leaks_the_se
 
 #[tokio::test]
 async fn oauth2_tokens_are_refreshed_before_they_expire() {
-    use switchyard::sink::http::config::{OAuth2Spec, Secret, TlsSpec};
+    use switchyard::config::common::{Secret, TlsSpec};
+    use switchyard::sink::http::config::OAuth2Spec;
     use switchyard::sink::http::oauth2::TokenSource;
     let tokens = http::token_server(1, Duration::ZERO, 0).await;
     let spec = OAuth2Spec {

@@ -116,12 +116,8 @@ fn output_ids(path: &Path) -> Vec<String> {
     support::event_ids(path)
 }
 
-async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    support::wait_until(what, Duration::from_secs(secs), f).await
 }
 
 async fn wait_for_ids(path: &Path, want: &[String]) {

@@ -3,29 +3,27 @@
 //! checks the meaning and compiles the runtime pieces.
 //!
 //! Every struct denies unknown keys; every field is documented here, and these
-//! comments are the reference behind `docs/CONFIG.md`.
+//! comments are the reference behind the README's configuration section.
 
-mod diagnostic;
-mod expand;
+pub mod common;
 mod ops;
 mod recover;
-mod types;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-pub use serde_saphyr::Spanned;
 
-pub use diagnostic::{Diagnostic, Diagnostics, Severity};
-pub use expand::{ExpandError, expand, expand_with};
+pub use common::{
+    ByteSize, Diagnostic, Diagnostics, Duration, ExpandError, Severity, Spanned, expand,
+    expand_with,
+};
 pub use ops::{
     Compat, LeaderElectionConfig, LeaderSpec, OtlpProtocol, TelemetryConfig, TelemetrySpec,
     TracingConfig, TracingSpec,
 };
 pub use recover::MAX_ERRORS as MAX_STRUCTURAL_ERRORS;
-pub use types::{ByteSize, Duration};
 pub use validate::{
     BatchSpec, BufferSpec, Compiled, QueueSpec, ReceiverKind, ReceiverSpec, SourceSpec, StateSpec,
     validate,

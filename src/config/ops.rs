@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::{Diagnostics, Duration, Spanned};
-use crate::sink::http::config::{Secret, compile_headers, expanded};
+use crate::config::common::{Secret, expanded};
+use crate::sink::http::config::compile_headers;
 
 /// `telemetry: {listen, compat, tracing}`.
 #[derive(Debug, Deserialize)]

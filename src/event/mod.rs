@@ -88,7 +88,9 @@ pub fn to_value(event: &Event) -> serde_json::Value {
 /// nanoseconds with trailing zeros removed, `Z` suffix.
 pub fn rfc3339_nano(t: &DateTime<Utc>) -> String {
     let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let nanos = t.timestamp_subsec_nanos();
+    // In a leap second chrono counts the nanoseconds past 1e9 (and `%S`
+    // says 60): the fraction is what is past the second.
+    let nanos = t.timestamp_subsec_nanos() % 1_000_000_000;
     if nanos > 0 {
         let mut frac = format!("{nanos:09}");
         while frac.ends_with('0') {
@@ -98,6 +100,13 @@ pub fn rfc3339_nano(t: &DateTime<Utc>) -> String {
     }
     s.push('Z');
     s
+}
+
+/// Whether RFC 3339 can write `t`: its years have four digits (0000–9999).
+/// A time a mapping reads outside them is not one a CloudEvent can carry.
+pub fn rfc3339_writes(t: &DateTime<Utc>) -> bool {
+    use chrono::Datelike;
+    (0..=9999).contains(&t.year())
 }
 
 #[cfg(test)]
@@ -112,6 +121,17 @@ mod tests {
         assert_eq!(at(1790812800, 35_490_000), "2026-10-01T00:00:00.03549Z");
         assert_eq!(at(1790812800, 120_000_000), "2026-10-01T00:00:00.12Z");
         assert_eq!(at(1790812800, 1), "2026-10-01T00:00:00.000000001Z");
+        // A leap second (found by the http_decode fuzz target: it read back
+        // as another time).
+        let leap = DateTime::parse_from_rfc3339("2016-12-31T23:59:60.372398Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(rfc3339_nano(&leap), "2016-12-31T23:59:60.372398Z");
+        assert!(rfc3339_writes(&leap));
+        // Five-digit years (from a timestamp in seconds) are not RFC 3339.
+        assert!(!rfc3339_writes(
+            &DateTime::from_timestamp(1_796_677_958_436, 0).unwrap()
+        ));
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct Append {
     pub done: oneshot::Sender<Result<(), String>>,
 }
 
-fn segment_path(dir: &Path, base: u64) -> PathBuf {
+/// The file of the segment whose first offset is `base`.
+pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.jsonl"))
 }
 
@@ -209,6 +210,25 @@ impl Shared {
             }
             segments.remove(&first);
         }
+    }
+
+    /// Whether a line starts at `offset`: the journal's first offset, or
+    /// just after a newline within what is synced (a position saved by
+    /// this journal always is; a damaged one may not be).
+    pub fn is_line_start(&self, offset: u64) -> bool {
+        if offset == self.first() {
+            return true;
+        }
+        if offset < self.first() || offset > *self.durable.borrow() {
+            return false;
+        }
+        let Some((base, _)) = self.locate(offset - 1) else {
+            return false;
+        };
+        let mut byte = [0];
+        self.open_segment(base)
+            .and_then(|f| f.read_exact_at(&mut byte, offset - 1 - base))
+            .is_ok_and(|()| byte[0] == b'\n')
     }
 
     /// Counts the events (lines) between two offsets.

@@ -22,7 +22,7 @@ pub fn id_text(v: &Value) -> Option<String> {
 /// A `$date` (relaxed: RFC 3339 string; canonical: `{"$numberLong": ms}`) or
 /// a plain RFC 3339 string.
 pub fn date(v: &Value) -> Option<DateTime<Utc>> {
-    match v {
+    let date = match v {
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|d| d.with_timezone(&Utc)),
@@ -38,7 +38,8 @@ pub fn date(v: &Value) -> Option<DateTime<Utc>> {
             _ => None,
         },
         _ => None,
-    }
+    };
+    date.filter(crate::event::rfc3339_writes)
 }
 
 pub use crate::event::rfc3339_nano;

@@ -78,6 +78,7 @@ fn payload_time(event: &Value) -> Option<DateTime<Utc>> {
     let object = event.get("Payload")?.as_object()?.values().next()?;
     for key in ["ModifyTime", "SubmitTime"] {
         if let Some(nanos) = object.get(key).and_then(Value::as_i64).filter(|n| *n > 0) {
+            // i64 nanoseconds end in 2262: always writable.
             return Some(DateTime::from_timestamp_nanos(nanos));
         }
     }
@@ -85,7 +86,7 @@ fn payload_time(event: &Value) -> Option<DateTime<Utc>> {
         .get("StatusUpdatedAt")
         .and_then(Value::as_i64)
         .filter(|s| *s > 0)?;
-    DateTime::from_timestamp(secs, 0)
+    DateTime::from_timestamp(secs, 0).filter(crate::event::rfc3339_writes)
 }
 
 #[cfg(test)]

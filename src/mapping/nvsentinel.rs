@@ -164,6 +164,15 @@ pub fn map(
         let nanos = u32::try_from(ts.nanos).ok()?;
         DateTime::<Utc>::from_timestamp(ts.seconds, nanos)
     });
+    if let Some(t) = generated.filter(|t| !crate::event::rfc3339_writes(t)) {
+        return Err(MapError::new(
+            record_id,
+            format!(
+                "healthevent.generatedtimestamp is in the year {}: a CloudEvent's time is RFC 3339 (years 0000 to 9999)",
+                chrono::Datelike::year(&t)
+            ),
+        ));
+    }
     let time = generated
         .or_else(|| extjson::date(&doc.created_at))
         .unwrap_or_else(Utc::now);

@@ -13,7 +13,9 @@ pub fn map(record: &[u8]) -> Result<Event, MapError> {
     let own_id = doc
         .get("_id")
         .or_else(|| doc.get("id"))
-        .and_then(extjson::id_text);
+        .and_then(extjson::id_text)
+        // An empty id is no id (a CloudEvent's must not be empty).
+        .filter(|id| !id.is_empty());
     let id = own_id
         .clone()
         .unwrap_or_else(|| derive_id("raw-content", record));

@@ -120,7 +120,17 @@ pub fn open(ctx: &BufferContext, name: &str, max_size: u64) -> Result<Opened, St
         Err(e) => return Err(failed(&e)),
     };
     let start = match saved.as_ref().and_then(saved_offset) {
-        Some((id, offset)) if id == shared.id && offset >= shared.first() => offset,
+        Some((id, offset)) if id == shared.id && shared.is_line_start(offset) => offset,
+        Some((id, offset)) if id == shared.id => {
+            warn!(
+                receiver = name,
+                offset,
+                first = shared.first(),
+                end = *shared.durable.borrow(),
+                "disk buffer: the saved position is not where a line starts in its journal (damaged); reading it from its start"
+            );
+            shared.first()
+        }
         Some(_) => {
             warn!(
                 receiver = name,
@@ -135,6 +145,18 @@ pub fn open(ctx: &BufferContext, name: &str, max_size: u64) -> Result<Opened, St
         store,
         start,
     })
+}
+
+impl Opened {
+    /// Where the reader starts.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Where the next append goes.
+    pub fn end(&self) -> u64 {
+        self.writer.end()
+    }
 }
 
 /// Starts an opened buffer's writer, reader and saver. `input` is the queue

@@ -11,7 +11,7 @@
 //! stops waiting; unfinished events are read again on the next start.
 
 mod ack;
-mod buffer;
+pub(crate) mod buffer;
 pub mod deadletter;
 mod receiver;
 pub mod retry;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{ByteSize, Diagnostics, Duration, Spanned, expand};
+use crate::config::common::{ByteSize, Diagnostics, Duration, Spanned, expand};
 
 /// `wasm: {plugin, name, config, allowedHosts, limits}`.
 #[derive(Debug, Deserialize)]

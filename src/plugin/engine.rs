@@ -71,6 +71,7 @@ impl Cache {
 
     /// Compiles `bytes`, or loads the code compiled earlier for the same
     /// bytes and engine. Cache failures are logged and never fatal.
+    #[allow(unsafe_code)] // Component::deserialize of our own cache (SAFETY below)
     pub fn load(&self, bytes: &[u8]) -> wasmtime::Result<(Component, Loaded)> {
         let engine = engine();
         let Some(dir) = &self.dir else {

@@ -28,7 +28,7 @@ pub use convert::{data_bytes, from_wit, to_wit};
 pub use engine::{Cache, Loaded};
 pub use pool::{Failure, Plugin, World};
 
-/// Counters of one plugin (exported as metrics by the telemetry issue).
+/// Counters of one plugin (exported as `switchyard_plugin_*` metrics).
 #[derive(Debug, Default)]
 pub struct PluginStats {
     /// Calls into the plugin (one per event for transforms, per batch for sinks).

@@ -52,7 +52,7 @@ pub struct Expr {
     fields: Fields,
 }
 
-/// A set of the members of NVSentinel's `event` ([`NV_FIELDS`] by index):
+/// A set of the members of NVSentinel's `event` (`NV_FIELDS` by index):
 /// the view holds only those its tree's expressions read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Fields(u16);
@@ -144,22 +144,9 @@ pub struct CompileError {
 impl Expr {
     /// Parses `source` and checks that it returns a boolean.
     pub fn compile(source: &str) -> Result<Self, CompileError> {
+        check_size(source)?;
         let env = Arc::new(Env::stdlib());
-        let program = env.compile(source).map_err(|errors| {
-            let first = errors.errors.first();
-            CompileError {
-                at: first.and_then(|e| {
-                    let (line, col) = e.pos;
-                    (line >= 1 && col >= 0).then_some((line as u64, col as u64 + 1))
-                }),
-                message: first
-                    .map(|e| {
-                        let msg = e.msg.strip_prefix("Syntax error: ").unwrap_or(&e.msg);
-                        format!("CEL syntax error: {msg}")
-                    })
-                    .unwrap_or_else(|| "CEL syntax error".to_owned()),
-            }
-        })?;
+        let program = parse(&env, source)?;
         if !returns_bool(program.expression()) {
             return Err(CompileError {
                 at: None,
@@ -195,6 +182,188 @@ impl Expr {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// Parses on a thread of its own with a large stack (reserved, not used:
+/// the parser recurses per level of the expression, and a validation may
+/// run on a small worker stack), refusing an expression whose tree is
+/// deeper than [`MAX_DEPTH`] before it is evaluated (recursively) on a
+/// router's stack.
+fn parse(env: &Arc<Env>, source: &str) -> Result<Program, CompileError> {
+    let (env, owned) = (env.clone(), source.to_owned());
+    let parse = move || {
+        let program = env.compile(&owned).map_err(|errors| {
+            let first = errors.errors.first();
+            CompileError {
+                at: first.and_then(|e| {
+                    let (line, col) = e.pos;
+                    (line >= 1 && col >= 0).then_some((line as u64, col as u64 + 1))
+                }),
+                message: first
+                    .map(|e| {
+                        if e.msg.contains("Recursion limit") {
+                            return too_deep();
+                        }
+                        let msg = e.msg.strip_prefix("Syntax error: ").unwrap_or(&e.msg);
+                        format!("CEL syntax error: {msg}")
+                    })
+                    .unwrap_or_else(|| "CEL syntax error".to_owned()),
+            }
+        })?;
+        if depth(program.expression()) > MAX_DEPTH {
+            // Dropped here too: dropping a tree recurses as deep as it is.
+            return Err(CompileError {
+                at: None,
+                message: too_deep(),
+            });
+        }
+        Ok(program)
+    };
+    std::thread::Builder::new()
+        .name("cel-parse".into())
+        .stack_size(PARSE_STACK)
+        .spawn(parse)
+        .map_err(|e| CompileError {
+            at: None,
+            message: format!("cannot start the CEL parser's thread: {e}"),
+        })?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(CompileError {
+                at: None,
+                message: "the CEL parser failed on this expression".into(),
+            })
+        })
+}
+
+fn too_deep() -> String {
+    format!(
+        "CEL expression too deep (more than {MAX_DEPTH} operators inside one another); split it into several rules"
+    )
+}
+
+/// The parser thread's stack: ample for [`MAX_EXPR_BYTES`] of unary
+/// operators (the deepest recursion left once brackets are bounded).
+const PARSE_STACK: usize = 256 * 1024 * 1024;
+
+/// The longest expression taken.
+pub const MAX_EXPR_BYTES: usize = 4096;
+
+/// The deepest expression tree taken (evaluation recurses once per level).
+pub const MAX_DEPTH: usize = 100;
+
+/// How deep an expression tree is (walked without recursion).
+fn depth(e: &IdedExpr) -> usize {
+    let mut deepest = 0;
+    let mut visit = vec![(e, 1usize)];
+    while let Some((e, d)) = visit.pop() {
+        deepest = deepest.max(d);
+        let d = d + 1;
+        match &e.expr {
+            Ast::Select(s) => visit.push((&s.operand, d)),
+            Ast::Call(c) => {
+                visit.extend(c.target.as_deref().map(|t| (t, d)));
+                visit.extend(c.args.iter().map(|a| (a, d)));
+            }
+            Ast::List(l) => visit.extend(l.elements.iter().map(|x| (x, d))),
+            Ast::Map(m) => {
+                for entry in &m.entries {
+                    if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                        visit.push((&me.key, d));
+                        visit.push((&me.value, d));
+                    }
+                }
+            }
+            Ast::Comprehension(c) => visit.extend(
+                [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ]
+                .map(|x| (x, d)),
+            ),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Refuses an expression longer than [`MAX_EXPR_BYTES`] or nested deeper
+/// than [`MAX_NESTING`].
+fn check_size(source: &str) -> Result<(), CompileError> {
+    if source.len() > MAX_EXPR_BYTES {
+        return Err(CompileError {
+            at: None,
+            message: format!(
+                "CEL expression longer than {MAX_EXPR_BYTES} bytes ({}); split it into several rules",
+                source.len()
+            ),
+        });
+    }
+    check_nesting(source)
+}
+
+/// How deep parentheses, lists and maps may nest in an expression. CEL's
+/// parser recurses once per level, kilobytes of stack each: without a
+/// bound, a hundred levels overflow the stack and end the process (found by
+/// the `routes` fuzz target) — on a reload, the running exporter.
+pub const MAX_NESTING: usize = 32;
+
+/// Refuses an expression nested deeper than [`MAX_NESTING`] (brackets in
+/// string literals do not count), naming where it goes too deep.
+fn check_nesting(source: &str) -> Result<(), CompileError> {
+    let bytes = source.as_bytes();
+    let (mut depth, mut i) = (0usize, 0);
+    let (mut line, mut col) = (1u64, 0u64);
+    while i < bytes.len() {
+        let b = bytes[i];
+        col += 1;
+        match b {
+            b'\n' => (line, col) = (line + 1, 0),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(CompileError {
+                        at: Some((line, col)),
+                        message: format!(
+                            "CEL expression nested more than {MAX_NESTING} deep (parentheses, lists and maps)"
+                        ),
+                    });
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\'' | b'"' => {
+                // A string literal, single or triple quoted; a raw one
+                // (r"...") has no escapes. Skip to its end.
+                let raw = i > 0 && matches!(bytes[i - 1], b'r' | b'R');
+                let quotes = if bytes[i..].starts_with(&[b, b, b]) {
+                    3
+                } else {
+                    1
+                };
+                let close = &bytes[i..i + quotes];
+                let mut j = i + quotes;
+                while j < bytes.len() && !bytes[j..].starts_with(close) {
+                    if bytes[j] == b'\\' && !raw {
+                        j += 1;
+                    }
+                    if bytes.get(j) == Some(&b'\n') {
+                        (line, col) = (line + 1, 0);
+                    }
+                    j += 1;
+                }
+                let end = (j + quotes).min(bytes.len());
+                col += (end - i - 1) as u64;
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Whether an expression's result is a boolean whatever its operands are:
@@ -375,6 +544,50 @@ mod tests {
         Expr::compile(source)
             .unwrap()
             .eval(&view(View::Nvsentinel, e, Fields::ALL))
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_reaches_the_parser() {
+        let nested = |n: usize| format!("{}1{} == 1", "(".repeat(n), ")".repeat(n));
+        let e = event(json!(5), &["31"]);
+        assert_eq!(eval(&nested(MAX_NESTING), &e), Ok(true));
+        let err = Expr::compile(&nested(1000)).unwrap_err();
+        assert_eq!(
+            err,
+            CompileError {
+                at: Some((1, 33)),
+                message: "CEL expression nested more than 32 deep (parentheses, lists and maps)"
+                    .into()
+            }
+        );
+        let lists = format!("{}{} == []", "[".repeat(40), "]".repeat(40));
+        assert_eq!(Expr::compile(&lists).unwrap_err().at, Some((1, 33)));
+        // Brackets in string literals are text.
+        let text = format!(
+            "event.nodeName != '{}' && event.nodeName != \"\"\"{}\"\"\"",
+            "(".repeat(50),
+            "[".repeat(50)
+        );
+        assert_eq!(eval(&text, &e), Ok(true));
+        let escaped = format!("event.nodeName != 'it\\'s {}'", "(".repeat(50));
+        assert_eq!(eval(&escaped, &e), Ok(true));
+        // Deep without brackets: refused by the tree's depth, or by length.
+        let ternaries = vec!["event.isFatal == false ? false :"; MAX_DEPTH].join(" ") + " true";
+        let err = Expr::compile(&ternaries).unwrap_err();
+        assert!(
+            err.message.starts_with("CEL expression too deep"),
+            "{err:?}"
+        );
+        let long = format!("{}true", "!".repeat(MAX_EXPR_BYTES));
+        let err = Expr::compile(&long).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("CEL expression longer than 4096 bytes"),
+            "{err:?}"
+        );
+        // What is taken evaluates on a small stack (this test thread's).
+        let chain = vec!["event.isFatal == false"; 60].join(" || ") + " || true";
+        assert_eq!(eval(&chain, &e), Ok(true));
     }
 
     /// NVSentinel's own filter examples (`event-exporter/pkg/exporter/filter_test.go`).

@@ -31,9 +31,9 @@ use tracing::{debug, info, warn};
 
 use super::{Done, Payload, Record, Source, SourceContext, SourceError};
 use crate::BoxFuture;
-use crate::config::{Diagnostics, Duration, Spanned};
-use crate::sink::http::config::expanded;
-use crate::sink::nats::config::{NatsServerConfig, NatsServerSpec, NatsTlsConfig};
+use crate::config::common::expanded;
+use crate::config::common::{Diagnostics, Duration, Spanned};
+use crate::net::nats::{NatsServerConfig, NatsServerSpec, NatsTlsConfig};
 use crate::state::{PositionStore, StateError};
 
 /// `source.nats`.

@@ -146,7 +146,7 @@ impl Tracing {
                 .with_interceptor(Metadata(Arc::new(headers)))
                 .build(),
             OtlpProtocol::HttpProtobuf => {
-                let client = crate::sink::http::client::build(
+                let client = crate::net::http_client::build(
                     &Default::default(),
                     std::time::Duration::from_secs(10),
                     "OTLP exporter",
@@ -274,9 +274,7 @@ impl HttpClient for Client {
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>(out.body(body))
         });
-        let built = response
-            .await?
-            .map_err(crate::sink::http::client::describe)?;
+        let built = response.await?.map_err(crate::net::http_client::describe)?;
         Ok(built?)
     }
 }

@@ -220,6 +220,8 @@ impl Drop for ReplicaSet {
     }
 }
 
+/// As `support::free_port`: this file is also compiled alone, by
+/// `benches/mongo_stream.rs`.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

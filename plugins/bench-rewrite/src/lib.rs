@@ -10,10 +10,12 @@ wit_bindgen::generate!({
 pub mod raw;
 pub mod rewrite;
 
+type Rewrite = fn(&[u8]) -> Option<Vec<u8>>;
+
 /// Config `mode: raw` rewrites member by member ([`raw::rewrite`]); the
 /// default builds a DOM ([`rewrite::rewrite`]). Read once per instance.
-fn rewrite_fn() -> fn(&[u8]) -> Option<Vec<u8>> {
-    static MODE: std::sync::OnceLock<fn(&[u8]) -> Option<Vec<u8>>> = std::sync::OnceLock::new();
+fn rewrite_fn() -> Rewrite {
+    static MODE: std::sync::OnceLock<Rewrite> = std::sync::OnceLock::new();
     *MODE.get_or_init(
         || match switchyard::plugin::host::config("mode").as_deref() {
             Some("raw") => raw::rewrite,

@@ -71,12 +71,14 @@ pub fn rewrite(data: &[u8]) -> Option<Vec<u8>> {
         let (_, raw) = top.0.remove(i);
         let health = match serde_json::from_str::<Members>(&raw) {
             Ok(mut inner) => {
-                if let Some(j) = inner.position("nodeName") {
-                    if let Ok(node) = serde_json::from_str::<String>(&inner.0[j].1) {
-                        let lower = serde_json::to_string(&node.to_lowercase())
-                            .expect("a string serialises");
-                        inner.0[j].1 = Cow::Owned(lower);
-                    }
+                let node = inner.position("nodeName").and_then(|j| {
+                    let node = serde_json::from_str::<String>(&inner.0[j].1).ok()?;
+                    Some((j, node))
+                });
+                if let Some((j, node)) = node {
+                    let lower =
+                        serde_json::to_string(&node.to_lowercase()).expect("a string serialises");
+                    inner.0[j].1 = Cow::Owned(lower);
                 }
                 let mut out = Vec::with_capacity(raw.len());
                 inner.write(&mut out);

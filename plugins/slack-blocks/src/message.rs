@@ -451,7 +451,8 @@ mod tests {
             let data = format!(
                 r#"{{"healthEvent":{{"isFatal":true,"isHealthy":false,"recommendedAction":{action}{custom}}}}}"#
             );
-            let (msg, _) = build(&event(&data, Some("application/json")), &Config::default()).unwrap();
+            let (msg, _) =
+                build(&event(&data, Some("application/json")), &Config::default()).unwrap();
             msg["blocks"][1]["fields"]
                 .as_array()
                 .unwrap()

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{Diagnostics, Duration, Spanned};
+use crate::config::common::{Diagnostics, Duration, Spanned};
+use crate::config::common::{Secret, expanded};
 use crate::mapping::Template;
-use crate::sink::http::config::{Secret, expanded};
 
 /// `amqp`: CloudEvents to an AMQP 0-9-1 broker (RabbitMQ) with publisher
 /// confirms.

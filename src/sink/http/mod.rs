@@ -3,7 +3,6 @@
 //! credentials. Responses are classified by the shared policy in
 //! [`super::status`].
 
-pub mod client;
 pub mod config;
 pub mod oauth2;
 
@@ -11,10 +10,11 @@ use std::sync::Arc;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use self::config::{HttpMode, HttpSpec, Secret};
+use self::config::{HttpMode, HttpSpec};
 use self::oauth2::TokenSource;
 use super::{Delivery, Item, Sink, status};
 use crate::BoxFuture;
+use crate::config::common::Secret;
 use crate::event::Event;
 
 pub const STRUCTURED: &str = "application/cloudevents+json; charset=utf-8";
@@ -30,12 +30,12 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(
-        tls: &config::TlsSpec,
+        tls: &crate::config::common::TlsSpec,
         timeout: std::time::Duration,
         headers: &[(String, Secret)],
         oauth2: Option<&config::OAuth2Spec>,
     ) -> Result<Self, String> {
-        let client = client::build(tls, timeout, "http receiver")?;
+        let client = crate::net::http_client::build(tls, timeout, "http receiver")?;
         let tokens = match oauth2 {
             Some(o) => Some(Arc::new(TokenSource::new(o, timeout)?)),
             None => None,
@@ -79,7 +79,7 @@ impl Transport {
             }
             let response = match request.body(body.clone()).send().await {
                 Ok(r) => r,
-                Err(e) => return Delivery::retry(client::describe(e)),
+                Err(e) => return Delivery::retry(crate::net::http_client::describe(e)),
             };
             let code = response.status().as_u16();
             if code == 401

@@ -52,7 +52,7 @@ impl TokenSource {
         let client = BasicClient::new(ClientId::new(spec.client_id.clone()))
             .set_client_secret(ClientSecret::new(spec.client_secret.0.clone()))
             .set_token_uri(token_url);
-        let http = super::client::build(&spec.tls, timeout, "oauth2 token endpoint")?;
+        let http = crate::net::http_client::build(&spec.tls, timeout, "oauth2 token endpoint")?;
         Ok(Self {
             client,
             http,
@@ -116,7 +116,7 @@ fn describe(e: TokenError) -> String {
     match e {
         RequestTokenError::ServerResponse(r) => format!("token endpoint refused: {}", r.error()),
         RequestTokenError::Request(oauth2::HttpClientError::Reqwest(e)) => {
-            format!("token endpoint: {}", super::client::describe(*e))
+            format!("token endpoint: {}", crate::net::http_client::describe(*e))
         }
         RequestTokenError::Request(e) => format!("token endpoint: {e}"),
         RequestTokenError::Parse(_, _) => {

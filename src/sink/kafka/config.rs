@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{Diagnostics, Duration, Spanned};
+use crate::config::common::expanded;
+use crate::config::common::{Diagnostics, Duration, Spanned};
 use crate::mapping::Template;
-use crate::sink::http::config::expanded;
 
 /// `kafka`: CloudEvents produced to Kafka topics (the CloudEvents Kafka
 /// protocol binding), acknowledged by all in-sync replicas.

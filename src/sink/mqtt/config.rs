@@ -4,9 +4,9 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::config::{Diagnostics, Duration, Spanned};
+use crate::config::common::{Diagnostics, Duration, Spanned};
+use crate::config::common::{Secret, TlsConfig, TlsSpec, expanded};
 use crate::mapping::Template;
-use crate::sink::http::config::{Secret, TlsConfig, TlsSpec, expanded};
 
 /// `mqtt`: CloudEvents published to MQTT topics (the CloudEvents MQTT
 /// protocol binding), MQTT 5 or 3.1.1, QoS 1 by default.

@@ -30,45 +30,6 @@ struct Connection {
     jetstream: Option<jetstream::Context>,
 }
 
-impl config::NatsServerSpec {
-    /// Connects (the client reconnects by itself afterwards). The error
-    /// names the server's answer, never the URL (it may hold credentials).
-    pub async fn connect(&self) -> Result<Client, String> {
-        use self::config::NatsAuth;
-        let mut options = match &self.auth {
-            NatsAuth::None => async_nats::ConnectOptions::new(),
-            NatsAuth::Credentials(creds) => async_nats::ConnectOptions::new()
-                .credentials(&creds.0)
-                .map_err(|e| format!("credentialsFile: {e}"))?,
-            NatsAuth::UserPassword(user, password) => async_nats::ConnectOptions::new()
-                .user_and_password(user.clone(), password.0.clone()),
-            NatsAuth::Token(token) => async_nats::ConnectOptions::new().token(token.0.clone()),
-        };
-        options = options
-            .name("switchyard")
-            .connection_timeout(self.timeout)
-            .request_timeout(Some(self.timeout))
-            .require_tls(self.tls_required);
-        if let Some(ca) = &self.ca_file {
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let Some((cert, key)) = &self.client_cert {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-        let urls: Vec<async_nats::ServerAddr> = self
-            .url
-            .0
-            .split(',')
-            .map(|u| u.trim().parse())
-            .collect::<Result<_, _>>()
-            .map_err(|_| "url: not a NATS server address".to_owned())?;
-        options
-            .connect(urls)
-            .await
-            .map_err(|e| format!("cannot connect to NATS: {}", e.kind()))
-    }
-}
-
 pub struct NatsSink {
     spec: NatsSpec,
     /// Made on first use (and again after a failed attempt); the client

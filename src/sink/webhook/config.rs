@@ -6,10 +6,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::template::Templates;
-use crate::config::{Diagnostics, Duration, Spanned};
-use crate::sink::http::config::{
-    OAuth2Config, OAuth2Spec, Secret, TlsConfig, TlsSpec, check_url, compile_headers,
-};
+use crate::config::common::{Diagnostics, Duration, Spanned};
+use crate::config::common::{Secret, TlsConfig, TlsSpec, check_url};
+use crate::sink::http::config::{OAuth2Config, OAuth2Spec, compile_headers};
 
 /// `webhook`: one request per event with a payload of your own: a `layout`
 /// (YAML rendered to JSON) or a raw `body` template.
@@ -225,6 +224,7 @@ mod tests {
     use crate::config::{parse, validate};
 
     #[test]
+    #[allow(unsafe_code)] // set_var (SAFETY below)
     fn secrets_do_not_show_in_debug_output() {
         // SAFETY: only this test reads these variables.
         unsafe {

@@ -111,7 +111,7 @@ struct Introspection {
 impl Introspector {
     pub fn new(spec: &IntrospectionSpec) -> Result<Self, String> {
         let client =
-            crate::sink::http::client::build(&spec.tls, spec.timeout, "token introspection")?;
+            crate::net::http_client::build(&spec.tls, spec.timeout, "token introspection")?;
         Ok(Self {
             spec: spec.clone(),
             client,
@@ -153,7 +153,7 @@ impl Introspector {
             .form(&[("token", token), ("token_type_hint", "access_token")])
             .send()
             .await
-            .map_err(|e| unavailable(crate::sink::http::client::describe(e)))?;
+            .map_err(|e| unavailable(crate::net::http_client::describe(e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(unavailable(format!("the endpoint answered {status}")));
@@ -161,7 +161,7 @@ impl Introspector {
         let body = response
             .bytes()
             .await
-            .map_err(|e| unavailable(crate::sink::http::client::describe(e)))?;
+            .map_err(|e| unavailable(crate::net::http_client::describe(e)))?;
         let answer: Introspection = serde_json::from_slice(&body)
             .map_err(|e| unavailable(format!("not an introspection answer: {e}")))?;
         let valid_for = match answer.exp {
@@ -198,7 +198,7 @@ impl Introspector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::http::config::Secret;
+    use crate::config::common::Secret;
 
     #[tokio::test]
     async fn bearer_tokens() {

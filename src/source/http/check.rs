@@ -164,6 +164,7 @@ fn kind(v: &Value) -> String {
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) if n.is_i64() || n.is_u64() => format!("the integer {n}"),
         Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.is_empty() => "the empty string".into(),
         Value::String(_) => "a string".into(),
         Value::Array(_) => "an array".into(),
         Value::Object(_) => "an object".into(),

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::config::{ByteSize, Diagnostics, Duration, Spanned};
-use crate::sink::http::config::{Secret, TlsConfig, TlsSpec, check_url, expanded, read_file};
+use crate::config::common::{ByteSize, Diagnostics, Duration, Spanned};
+use crate::config::common::{Secret, TlsConfig, TlsSpec, check_url, expanded, read_file};
 
 /// `source.http`: CloudEvents pushed over HTTP (structured, binary or batch
 /// mode), answered 202 once durably journaled in `state.dir`.

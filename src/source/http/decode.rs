@@ -333,7 +333,7 @@ mod tests {
         );
         assert_eq!(
             err(r#"{"specversion":"1.0","id":"1","source":"s","type":""}"#),
-            "not a valid CloudEvent: type: must be a non-empty string, not a string"
+            "not a valid CloudEvent: type: must be a non-empty string, not the empty string"
         );
         let plain = headers(&[("content-type", "application/json")]);
         assert!(
@@ -466,7 +466,7 @@ mod tests {
             (with(&[], "ce-type"), "header ce-type: missing (required)"),
             (
                 with(&[("ce-source", "")], "ce-source"),
-                "header ce-source: must be a non-empty string, not a string",
+                "header ce-source: must be a non-empty string, not the empty string",
             ),
             (
                 with(&[("ce-specversion", "0.3")], "ce-specversion"),

@@ -13,10 +13,10 @@
 //! `Retry-After`, so the senders keep them.
 
 mod auth;
-mod check;
+pub(crate) mod check;
 pub mod config;
 mod conn;
-mod decode;
+pub(crate) mod decode;
 mod listener;
 mod reader;
 mod server;
@@ -126,9 +126,9 @@ impl HttpSource {
             let journal = writer.shared().clone();
             let (first, end) = (journal.first(), *journal.durable.borrow());
             let start = match saved_position(&ctx.start) {
-                Some((id, offset)) if id == journal.id && (first..=end).contains(&offset) => offset,
+                Some((id, offset)) if id == journal.id && journal.is_line_start(offset) => offset,
                 Some(_) => {
-                    warn!(journal = %open_dir.display(), "the saved position is not in this journal; reading it from its oldest segment");
+                    warn!(journal = %open_dir.display(), "the saved position is not where a line starts in this journal; reading it from its oldest segment");
                     first
                 }
                 None => first,

@@ -5,8 +5,8 @@ use std::time::Duration as StdDuration;
 
 use serde::Deserialize;
 
-use crate::config::{Diagnostics, Duration, Spanned};
-use crate::sink::http::config::expanded;
+use crate::config::common::expanded;
+use crate::config::common::{Diagnostics, Duration, Spanned};
 
 /// `source.kubernetes`: list then watch Kubernetes objects, resuming from
 /// the last finished `resourceVersion`.

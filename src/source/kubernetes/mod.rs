@@ -10,11 +10,11 @@
 //! of an Event's `count` is a new delivery, as in kubernetes-event-exporter.
 //!
 //! Scopes run concurrently and hand their records to one forwarder, which
-//! numbers them in the order the pipeline receives them ([`position`]).
+//! numbers them in the order the pipeline receives them (`position.rs`).
 
 mod config;
 mod enrich;
-mod objects;
+pub(crate) mod objects;
 mod position;
 mod watch;
 

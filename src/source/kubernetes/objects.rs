@@ -13,6 +13,15 @@ pub fn identity(obj: &Value) -> Option<(&str, &str)> {
     ))
 }
 
+/// An Event object as the `kubernetes-event` mapping reads it: a watch
+/// leaves out `apiVersion` and `kind`, the record has them.
+pub fn with_event_kind(obj: &mut Value) {
+    if let Value::Object(m) = obj {
+        m.entry("apiVersion").or_insert_with(|| "v1".into());
+        m.entry("kind").or_insert_with(|| "Event".into());
+    }
+}
+
 /// A `HealthEventResource` as the document NVSentinel's MongoDB store
 /// holds: `_id` (the object uid), `createdAt` and `healthevent`, whose
 /// keys are the spec's lower-cased (the Go driver's names) and whose

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::config::{KubernetesSpec, WatchedKind};
 use super::enrich::Enricher;
-use super::objects::{health_event_document, identity};
+use super::objects::{health_event_document, identity, with_event_kind};
 use super::position::{Change, Seen};
 use crate::mapping::kubernetes::{event_time, occurrence};
 use crate::source::{Payload, SourceStats};
@@ -272,10 +272,7 @@ impl ScopeWatch {
     async fn payload(&self, obj: &mut Value) -> Payload {
         match self.spec.kind {
             WatchedKind::Events => {
-                if let Value::Object(m) = obj {
-                    m.entry("apiVersion").or_insert_with(|| "v1".into());
-                    m.entry("kind").or_insert_with(|| "Event".into());
-                }
+                with_event_kind(obj);
                 if let Some(e) = &self.enricher {
                     e.enrich(obj).await;
                 }

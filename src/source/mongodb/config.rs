@@ -7,7 +7,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{Diagnostics, Duration, Spanned, expand};
+use crate::config::common::{Diagnostics, Duration, Spanned, expand};
 
 /// `source.mongodb`: a change stream on one collection, with resume tokens
 /// and a historical backfill.
@@ -525,6 +525,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // set_var (SAFETY below)
     fn the_uri_never_appears_in_errors() {
         // SAFETY: this test alone reads the variable.
         unsafe {

@@ -5,8 +5,8 @@ use std::time::Duration as StdDuration;
 
 use serde::Deserialize;
 
-use crate::config::{Diagnostics, Duration, Spanned};
-use crate::sink::http::config::{Secret, TlsConfig, TlsSpec, check_url, expanded, warn_plain_tls};
+use crate::config::common::{Diagnostics, Duration, Spanned};
+use crate::config::common::{Secret, TlsConfig, TlsSpec, check_url, expanded, warn_plain_tls};
 
 /// Topics Nomad publishes (Nomad 1.x). Another name is accepted (newer
 /// Nomad versions add topics) but warned about: a typo subscribes to nothing.

@@ -21,6 +21,7 @@ use sha2::Digest;
 pub use config::{NomadSourceConfig, NomadSpec, ReconnectConfig};
 pub use cursor::{Cursor, Gap, Plan, Resume};
 pub use stream::stream_url;
+pub(crate) use stream::{LineBuf, Parsed, occurrences, parse, record_line};
 
 use super::{Source, SourceContext, SourceError};
 use crate::BoxFuture;

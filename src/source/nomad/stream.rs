@@ -11,7 +11,7 @@ use tracing::{debug, error, info, warn};
 
 use super::config::NomadSpec;
 use super::cursor::{Cursor, Gap, Resume};
-use crate::sink::http::client::describe;
+use crate::net::http_client::describe;
 use crate::source::{Payload, Position, Record, SourceContext, SourceError};
 
 /// Why a stream stopped (each one is retried).
@@ -27,6 +27,8 @@ pub enum StreamError {
     Status { status: u16, body: String },
     #[error("Nomad closed the event stream")]
     Closed,
+    #[error("Nomad sent a line longer than 64 MiB without its end")]
+    LineTooLong,
     #[error("nothing from Nomad for {0:?} (not even a heartbeat)")]
     Idle(StdDuration),
 }
@@ -168,7 +170,7 @@ async fn read(
     info!(origin = %spec.origin, index, namespace = %spec.namespace, "reading Nomad's event stream");
 
     let mut response = response;
-    let mut buf: Vec<u8> = Vec::new();
+    let mut lines = LineBuf::default();
     loop {
         let chunk = tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ok(Stop::Shutdown),
@@ -180,47 +182,87 @@ async fn read(
             Ok(Ok(None)) => return Err(StreamError::Closed),
             Ok(Ok(Some(chunk))) => chunk,
         };
-        buf.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(n) = buf[start..].iter().position(|b| *b == b'\n') {
-            let line = &buf[start..start + n];
-            start += n + 1;
+        lines.push(&chunk);
+        while let Some(line) = lines.next_line()? {
             *got_frame = true;
             if let Some(stop) = frame(line, spec, ctx, resume).await {
                 return Ok(stop);
             }
         }
-        buf.drain(..start);
     }
 }
 
-/// Hands over the events of one line; `Some` when the pipeline is gone.
-async fn frame(
-    line: &[u8],
-    spec: &NomadSpec,
-    ctx: &SourceContext,
-    resume: &mut Resume,
-) -> Option<Stop> {
+/// The longest ndjson line taken from Nomad (a frame of events at one
+/// index; Nomad's own are far smaller).
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// The stream body's framing: chunks in, whole lines out. Bounded: a line
+/// that runs past [`MAX_LINE`] without its end is an error (the stream is
+/// opened again), not memory that grows for ever.
+#[derive(Default)]
+pub struct LineBuf {
+    buf: Vec<u8>,
+    /// Where the next line starts in `buf`.
+    start: usize,
+    /// How much after `start` is known to hold no newline (so that a line
+    /// arriving in many small chunks is scanned once, not once per chunk).
+    scanned: usize,
+}
+
+impl LineBuf {
+    pub fn push(&mut self, chunk: &[u8]) {
+        // Moves what is left to the front once it is at most what was
+        // taken: amortised, also when a line comes a byte at a time.
+        if self.start > 0 && self.start >= self.buf.len() - self.start {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next whole line (without its newline), if one is here.
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, StreamError> {
+        let from = self.start + self.scanned;
+        match self.buf[from..].iter().position(|b| *b == b'\n') {
+            Some(n) => {
+                let line = &self.buf[self.start..from + n];
+                self.start = from + n + 1;
+                self.scanned = 0;
+                Ok(Some(line))
+            }
+            None => {
+                self.scanned = self.buf.len() - self.start;
+                if self.scanned > MAX_LINE {
+                    return Err(StreamError::LineTooLong);
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// What one ndjson line is.
+#[derive(Debug)]
+pub enum Parsed {
+    /// `{}` or a blank line: Nomad is there, with nothing new.
+    Heartbeat,
+    /// Not a frame: handed on as an invalid record (counted, logged).
+    Invalid(String),
+    /// Events at one index.
+    Events { index: u64, events: Vec<Value> },
+}
+
+pub fn parse(line: &[u8]) -> Parsed {
     if line.iter().all(u8::is_ascii_whitespace) {
-        return None;
+        return Parsed::Heartbeat;
     }
     let frame: Frame = match serde_json::from_slice(line) {
         Ok(f) => f,
-        Err(e) => {
-            let record = Record {
-                payload: Payload::Invalid(format!("Nomad sent a line that is not a frame: {e}")),
-                position: None,
-                done: None,
-            };
-            return send(ctx, record).await;
-        }
+        Err(e) => return Parsed::Invalid(format!("Nomad sent a line that is not a frame: {e}")),
     };
     let events = match frame.events {
         Some(events) if !events.is_empty() => events,
-        _ => {
-            debug!(origin = %spec.origin, "Nomad heartbeat");
-            return None;
-        }
+        _ => return Parsed::Heartbeat,
     };
     let index = if frame.index > 0 {
         frame.index
@@ -230,6 +272,41 @@ async fn frame(
             .and_then(|e| e.get("Index"))
             .and_then(Value::as_u64)
             .unwrap_or(0)
+    };
+    Parsed::Events { index, events }
+}
+
+/// The record of one event, as the `nomad` mapping reads it.
+pub fn record_line(origin: &str, ordinal: u64, event: &Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "origin": origin,
+        "ordinal": ordinal,
+        "event": event,
+    }))
+    .expect("JSON serialises")
+}
+
+/// Hands over the events of one line; `Some` when the pipeline is gone.
+async fn frame(
+    line: &[u8],
+    spec: &NomadSpec,
+    ctx: &SourceContext,
+    resume: &mut Resume,
+) -> Option<Stop> {
+    let (index, events) = match parse(line) {
+        Parsed::Heartbeat => {
+            debug!(origin = %spec.origin, "Nomad heartbeat");
+            return None;
+        }
+        Parsed::Invalid(reason) => {
+            let record = Record {
+                payload: Payload::Invalid(reason),
+                position: None,
+                done: None,
+            };
+            return send(ctx, record).await;
+        }
+        Parsed::Events { index, events } => (index, events),
     };
     let before = resume.last();
     let plan = resume.frame(index, events.len());
@@ -247,16 +324,10 @@ async fn frame(
         );
     }
     let ordinals = occurrences(&events);
-    for (i, (event, ordinal)) in events.into_iter().zip(ordinals).enumerate().skip(plan.skip) {
+    for (i, (event, ordinal)) in events.iter().zip(ordinals).enumerate().skip(plan.skip) {
         let n = i as u64 + 1;
-        let line = serde_json::to_vec(&serde_json::json!({
-            "origin": spec.origin,
-            "ordinal": ordinal,
-            "event": event,
-        }))
-        .expect("JSON serialises");
         let record = Record {
-            payload: Payload::Line(line),
+            payload: Payload::Line(record_line(&spec.origin, ordinal, event)),
             position: Some(Position::Json(Cursor { index, events: n }.to_json())),
             done: None,
         };
@@ -273,7 +344,7 @@ async fn frame(
 /// not depend on the topic and namespace filter — events of one object pass
 /// or fail it together — so the id derived from it is the same whatever a
 /// source subscribes to.
-fn occurrences(events: &[Value]) -> Vec<u64> {
+pub fn occurrences(events: &[Value]) -> Vec<u64> {
     let mut seen: std::collections::HashMap<(&str, &str, &str), u64> = Default::default();
     events
         .iter()
@@ -327,5 +398,67 @@ mod tests {
             e("Allocation", "AllocationUpdated", "a1"),
         ];
         assert_eq!(occurrences(&events), [0, 0, 1, 0, 2]);
+    }
+
+    #[test]
+    fn lines_span_chunks_and_a_line_without_end_is_bounded() {
+        let mut lines = LineBuf::default();
+        lines.push(b"{\"Index\":1,");
+        assert!(lines.next_line().unwrap().is_none());
+        lines.push(b"\"Events\":[]}\n{}\n{\"Ind");
+        assert_eq!(
+            lines.next_line().unwrap(),
+            Some(&b"{\"Index\":1,\"Events\":[]}"[..])
+        );
+        assert_eq!(lines.next_line().unwrap(), Some(&b"{}"[..]));
+        assert!(lines.next_line().unwrap().is_none());
+
+        // A server (or something in between) that never ends its line
+        // gets an error once the line passes the bound, not unbounded
+        // memory.
+        let mut lines = LineBuf::default();
+        let chunk = vec![b'x'; 1024 * 1024];
+        let mut error = None;
+        for _ in 0..=MAX_LINE / chunk.len() {
+            lines.push(&chunk);
+            if let Err(e) = lines.next_line() {
+                error = Some(e);
+                break;
+            }
+        }
+        let error = error.expect("the bound holds");
+        assert_eq!(
+            error.to_string(),
+            "Nomad sent a line longer than 64 MiB without its end"
+        );
+    }
+
+    #[test]
+    fn frames_heartbeats_and_garbage_parse_apart() {
+        assert!(matches!(parse(b"{}"), Parsed::Heartbeat));
+        assert!(matches!(parse(b"  \r"), Parsed::Heartbeat));
+        assert!(matches!(
+            parse(b"{\"Index\":5,\"Events\":[]}"),
+            Parsed::Heartbeat
+        ));
+        match parse(b"{\"Index\":5") {
+            Parsed::Invalid(reason) => {
+                assert!(
+                    reason.starts_with("Nomad sent a line that is not a frame: "),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without a frame index, the first event's.
+        match parse(br#"{"Events":[{"Index":9,"Topic":"Job"}]}"#) {
+            Parsed::Events { index, events } => assert_eq!((index, events.len()), (9, 1)),
+            other => panic!("{other:?}"),
+        }
+        let line = record_line("dc1", 2, &json!({"Topic": "Job"}));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&line).unwrap(),
+            json!({"origin": "dc1", "ordinal": 2, "event": {"Topic": "Job"}})
+        );
     }
 }
