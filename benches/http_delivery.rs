@@ -101,7 +101,7 @@ async fn run(label: &str, events: usize, http_yaml: &str, delay: Duration) {
         .await
         .unwrap();
     let secs = started.elapsed().as_secs_f64();
-    let delivered = switchyard::pipeline::Stats::get(&stats.delivered);
+    let delivered = switchyard::stats::Stats::get(&stats.delivered);
     assert_eq!(delivered as usize, events, "every event delivered");
     println!(
         "{label}: {events} events in {secs:.2} s = {:.0} events/s ({} requests, {:.0} MB)",

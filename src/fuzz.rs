@@ -18,9 +18,9 @@ use std::sync::LazyLock;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-use crate::config::{EnumStyle, Profile};
 use crate::event::{self, Event};
 use crate::journal::{self, lines::Chunk};
+use crate::mapping::{EnumStyle, Profile};
 use crate::mapping::{Mapper, Overrides};
 use crate::source::http::check::{Mode, check};
 

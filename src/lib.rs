@@ -5,47 +5,63 @@
 //!
 //! # Layout
 //!
-//! In the order an event flows, after the vocabulary beneath it all:
+//! In the order an event flows, after the vocabulary beneath it all. Each
+//! family owns its config (a `config.rs`, or the registry of its kinds in
+//! its `mod.rs`); `scripts/check-layering` keeps the layers of
+//! `docs/ARCHITECTURE.md` ("Layers") honest.
 //!
+//! - [`config::common`]: the vocabulary every config is written in:
+//!   diagnostics with line and column, durations, sizes, `${…}` expansion,
+//!   secrets, TLS settings, checks of single fields.
 //! - [`event`]: the CloudEvent model (the official SDK) and its wire form,
 //!   field paths, NVSentinel's enums (numbers and names, `event::enums`), W3C
 //!   trace context (the distributed tracing extension).
-//! - [`config`]: the YAML shape, its vocabulary (`config::common`:
-//!   diagnostics with line and column, durations, sizes, `${…}` expansion,
-//!   secrets, TLS settings), every unknown key of a file at once
-//!   (`config::recover`), and validation that compiles the runtime pieces.
+//! - [`stats`]: the counters every stage increments (read by telemetry).
 //! - [`net`]: what several components share at run time: HTTP clients
 //!   from TLS settings, the NATS connection.
 //! - [`source`]: where records are read (`file`, `stdin`, `http`, `mongodb`,
-//!   `nats`, `kubernetes`, `nomad`), with positions ([`state`]: where they
-//!   are persisted).
+//!   `nats`, `kubernetes`, `nomad`; the registry of kinds in `source/mod.rs`),
+//!   with positions ([`state`]: where they are persisted, and the in-flight
+//!   window).
 //! - [`mapping`]: source record → CloudEvent (`nvsentinel`, `raw`,
 //!   `cloudevents`, `kubernetes-event`, `nomad`).
 //! - [`transform`]: transform steps (WASM plugins) and their `onError` policy.
-//! - [`route`]: the compiled route tree, its patterns and its CEL
+//! - [`route`]: the route tree: its config, compiled form, patterns and CEL
 //!   expressions (`route::expr`).
-//! - [`pipeline`]: source → mapping → transforms → route → per-receiver
-//!   queues or disk buffers (on [`journal`]: group-committed segment files of
-//!   JSON lines, also `source.http`'s), ordered acknowledgements and
-//!   checkpoints, live reconfiguration, graceful shutdown.
-//! - [`sink`]: receivers (`stdout`, `file`, `http`, `webhook`, `kafka`,
-//!   `nats`, `amqp`, `redis`, `mqtt`, `wasm`) and the delivery result.
+//! - [`pipeline`]: the running whole: source → mapping → transforms → route
+//!   (`pipeline/mod.rs`, the router) → per-receiver queues or disk buffers
+//!   (`topology.rs`, `buffer.rs` on [`journal`]: group-committed segment
+//!   files of JSON lines, also `source.http`'s) → the receiver tasks
+//!   (`receiver.rs`: batching, concurrency, retries), ordered
+//!   acknowledgements and checkpoints (`ack.rs`), live reconfiguration,
+//!   graceful shutdown.
+//! - [`sink`]: the receivers (`stdout`, `file`, `http`, `webhook`, `kafka`,
+//!   `nats`, `amqp`, `redis`, `mqtt`, `wasm`; the registry of kinds in
+//!   `sink/mod.rs`, the settings every receiver shares in `sink/config.rs`)
+//!   and the delivery result; [`deadletter`]: where what they refuse goes.
 //! - [`plugin`]: WebAssembly plugins on wasmtime: engine, code cache,
-//!   instance pools, limits, the host side of `wit/switchyard.wit`.
+//!   loading, instance pools, limits, the host side of `wit/switchyard.wit`.
 //!
 //! Around the flow:
 //!
+//! - [`config`]: the whole file (the composition): loading, every unknown
+//!   key at once, and validation of what crosses components into one
+//!   [`config::Compiled`].
 //! - [`reload`]: watches the config file (and SIGHUP) and hands validated
 //!   configs to the pipeline.
 //! - [`telemetry`]: Prometheus metrics (also under NVSentinel's names,
 //!   `telemetry::nvsentinel`), `/healthz`, `/readyz`; OpenTelemetry spans per
 //!   event (`telemetry::traces`) and their OTLP exporter (`telemetry::otlp`).
 //! - [`leader`]: leader election with a lease document in MongoDB.
-//! - [`cli`]: the `switchyard` command line.
+//! - [`app`]: what each command does (`app/run.rs`: the exporter's runtime
+//!   with telemetry, leader election, reload and signals); [`cli`]: the
+//!   `switchyard` command line's arguments.
 //! - `fuzz`: the fuzz targets' bodies (`fuzz/`, `scripts/fuzz`).
 
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod deadletter;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzz;
@@ -60,6 +76,7 @@ pub mod route;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod transform;
 

@@ -17,7 +17,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 use support::brokers::Server;
 use support::pipeline::{Run, dead_letters, distinct_documents};

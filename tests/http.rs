@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::{self, Stats};
+use switchyard::pipeline;
+use switchyard::stats::Stats;
 use tokio_util::sync::CancellationToken;
 
 use support::http::{self, Reply};

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 mod support;
 

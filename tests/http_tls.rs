@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 use support::http;
 use support::pipeline::{Run, dead_letters};

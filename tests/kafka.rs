@@ -13,7 +13,7 @@ use std::time::Duration;
 use rskafka::client::partition::UnknownTopicHandling;
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::RecordAndOffset;
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 use support::brokers::Server;
 use support::pipeline::{Run, dead_letters, distinct_documents};

@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use mongodb::bson::Document;
-use switchyard::config::LeaderSpec;
-use switchyard::leader::Lease;
+
+use switchyard::leader::{LeaderSpec, Lease};
 use tokio_util::sync::CancellationToken;
 
 use support::http;

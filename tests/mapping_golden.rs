@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use switchyard::config::Profile;
+use switchyard::mapping::Profile;
 use switchyard::mapping::{Mapper, Overrides};
 
 fn map_all(input: &str) -> String {

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{Bson, DateTime as BsonDateTime, Document, doc, oid::ObjectId};
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::{self, Stats};
+use switchyard::pipeline;
+use switchyard::stats::Stats;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -536,7 +537,7 @@ async fn tls_with_a_client_certificate_in_separate_files() {
         };
         let yaml = refused.config(&tls_yaml);
         let (compiled, _) = validate(&parse(&yaml).unwrap()).unwrap();
-        let switchyard::config::SourceSpec::Mongodb(spec) = &compiled.source else {
+        let switchyard::source::SourceSpec::Mongodb(spec) = &compiled.source else {
             panic!("a mongodb source")
         };
         let client = switchyard::source::mongodb::connect(&spec.uri, spec.tls.as_ref(), "test")

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use mongodb::bson::Document;
 use mongodb::options::WriteConcern;
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::{self, Stats};
+use switchyard::pipeline;
+use switchyard::stats::Stats;
 use tokio_util::sync::CancellationToken;
 
 use support::mongo::{self, ReplicaSet};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 use support::brokers::Server;
 use support::pipeline::{Run, distinct_documents};

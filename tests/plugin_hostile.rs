@@ -244,7 +244,7 @@ async fn compiled_code_is_cached_and_loaded_from_the_cache() {
 async fn pipeline_with(
     what: Misbehaviour,
     on_error: &str,
-) -> (Run, std::sync::Arc<switchyard::pipeline::Stats>) {
+) -> (Run, std::sync::Arc<switchyard::stats::Stats>) {
     let run = Run::new(
         200,
         &["out"],
@@ -293,7 +293,7 @@ async fn failing_events_are_dead_lettered_and_the_rest_delivered() {
             );
         }
         let n = dead.len() as u64;
-        use switchyard::pipeline::Stats as S;
+        use switchyard::stats::Stats as S;
         assert_eq!(S::get(&stats.transform_failures), n);
         assert_eq!(S::get(&stats.dead_lettered), n);
         assert_eq!(S::get(&stats.delivered), 200 - n);
@@ -304,13 +304,13 @@ async fn failing_events_are_dead_lettered_and_the_rest_delivered() {
 async fn on_error_pass_delivers_the_event_unchanged_and_drop_drops_it() {
     let (run, stats) = pipeline_with(Misbehaviour::Trap, "pass").await;
     assert_eq!(support::event_ids(&run.path("out.jsonl")).len(), 200);
-    let failures = switchyard::pipeline::Stats::get(&stats.transform_failures);
+    let failures = switchyard::stats::Stats::get(&stats.transform_failures);
     assert!(failures > 0);
     assert!(!run.path("transform-dlq.jsonl").exists());
 
     let (run, stats) = pipeline_with(Misbehaviour::Trap, "drop").await;
     let delivered = support::event_ids(&run.path("out.jsonl"));
-    let dropped = switchyard::pipeline::Stats::get(&stats.transform_dropped);
+    let dropped = switchyard::stats::Stats::get(&stats.transform_dropped);
     assert_eq!(dropped, failures, "the same events fail");
     assert_eq!(delivered.len() as u64 + dropped, 200);
 }
@@ -344,7 +344,7 @@ async fn a_receivers_transform_filters_and_splits_only_its_events() {
     assert!(n > 0 && n < 200);
     assert_eq!(support::event_ids(&run.path("a.jsonl")).len(), 200 - n);
     assert_eq!(support::event_ids(&run.path("b.jsonl")).len(), 200 + n);
-    assert_eq!(switchyard::pipeline::Stats::get(&stats.filtered), n as u64);
+    assert_eq!(switchyard::stats::Stats::get(&stats.filtered), n as u64);
     // Every record finished exactly once: the saved position is the end of
     // the input file.
     let size = std::fs::metadata(run.path("input.jsonl")).unwrap().len();
@@ -385,7 +385,7 @@ async fn a_trapping_sink_plugin_retries_then_dead_letters_while_others_deliver()
         );
         assert_eq!(entry["attempts"], 3);
     }
-    use switchyard::pipeline::Stats as S;
+    use switchyard::stats::Stats as S;
     assert_eq!(S::get(&stats.delivered), 50 + 50 - dead.len() as u64);
     // Three attempts each: two retried, the third dead-lettered.
     assert_eq!(S::get(&stats.retries), 2 * dead.len() as u64);

@@ -12,7 +12,7 @@ use std::process::Command;
 use serde_json::Value;
 use support::http::{self, Reply};
 use support::pipeline::{Run, SAMPLES, dead_letters};
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 

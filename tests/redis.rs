@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 use support::brokers::Server;
 use support::pipeline::{Run, SAMPLES, dead_letters, distinct_documents};

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use switchyard::pipeline::Stats;
+use switchyard::stats::Stats;
 
 use support::brokers::Server;
 use support::http::{self, Reply};

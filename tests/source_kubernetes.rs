@@ -474,7 +474,7 @@ fn as_resource(doc: &Value, n: usize) -> Value {
 /// skipped as malformed and the rest go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_event_resources_map_like_the_mongodb_documents() {
-    use switchyard::config::Profile;
+    use switchyard::mapping::Profile;
     use switchyard::mapping::{Mapper, Overrides};
 
     let docs: Vec<Value> = std::fs::read_to_string(

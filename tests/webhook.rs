@@ -8,7 +8,8 @@ mod support;
 use std::time::Duration;
 
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::{self, Stats};
+use switchyard::pipeline;
+use switchyard::stats::Stats;
 use tokio_util::sync::CancellationToken;
 
 use support::http;

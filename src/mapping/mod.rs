@@ -1,6 +1,7 @@
 //! Source record → CloudEvent. One [`Mapper`] per pipeline, built from the
 //! `mapping` config: a profile plus optional templated overrides.
 
+pub mod config;
 mod extjson;
 pub(crate) mod kubernetes;
 mod nomad;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use cloudevents::event::Event;
 use serde_json::{Map, Value};
 
-use crate::config::{EnumStyle, Profile};
+pub use config::{EnumStyle, MappingConfig, Profile};
 pub use template::{Template, TemplateError};
 
 /// Why a record could not be mapped. `id` is the record's `_id` (or `id`)

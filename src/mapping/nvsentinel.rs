@@ -23,9 +23,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{MapError, derive_id, extjson};
-use crate::config::EnumStyle;
 use crate::event::enums;
 use crate::event::trace::{self, TraceParent};
+use crate::mapping::EnumStyle;
 
 /// The CloudEvent `type` NVSentinel uses.
 pub const EVENT_TYPE: &str = "com.nvidia.nvsentinel.health.v1";

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::config::{EnumStyle, Profile};
 use crate::event::AttributesReader;
+use crate::mapping::{EnumStyle, Profile};
 
 const SAMPLES: &str = include_str!("../../examples/health-events.jsonl");
 const MALFORMED: &str =

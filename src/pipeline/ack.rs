@@ -198,6 +198,20 @@ impl Inner {
     }
 }
 
+impl crate::telemetry::Progress for Tracker {
+    fn in_flight(&self) -> usize {
+        Tracker::in_flight(self)
+    }
+
+    fn window(&self) -> usize {
+        Tracker::window(self)
+    }
+
+    fn oldest_unfinished(&self) -> Option<Instant> {
+        Tracker::oldest_unfinished(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

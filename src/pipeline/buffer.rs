@@ -41,12 +41,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use super::{Queued, ReceiverStats, Tracker};
-use crate::config::WhenFull;
+use super::{Queued, Tracker};
 use crate::event::Event;
 use crate::journal::{self, Lines, lines::Chunk};
+use crate::sink::WhenFull;
 use crate::source::{Done, Position};
 use crate::state::{FileStore, PositionStore};
+use crate::stats::ReceiverStats;
 
 /// What every disk buffer of a pipeline shares.
 #[derive(Clone)]

@@ -12,10 +12,9 @@
 
 mod ack;
 pub(crate) mod buffer;
-pub mod deadletter;
 mod receiver;
+pub mod replay;
 pub mod retry;
-mod stats;
 #[cfg(test)]
 mod tests;
 mod topology;
@@ -28,8 +27,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 pub use ack::Tracker;
-pub use stats::{Buckets, PUBLISH_BUCKETS, ReceiverStats, Stats};
-pub use topology::ReceiverView;
 
 use crate::config::Compiled;
 use crate::event::Event;
@@ -37,6 +34,7 @@ use crate::plugin::Plugins;
 use crate::sink;
 use crate::source::{self, Payload, Record, SourceContext, SourceError};
 use crate::state::{PositionStore, StateError};
+use crate::stats::Stats;
 use crate::telemetry::traces::{EventSpan, Tracer};
 use crate::telemetry::{Live, Telemetry};
 use topology::{Routing, Topology};
@@ -304,7 +302,7 @@ impl Router {
         if let Some(telemetry) = &self.telemetry {
             telemetry.set_live(Live {
                 stats: self.stats.clone(),
-                tracker: self.tracker.clone(),
+                progress: self.tracker.clone(),
                 routes: routing.routes.clone(),
                 receivers: self.topology.views(),
                 transforms: routing.transforms.plugins().cloned().collect(),

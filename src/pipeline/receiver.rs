@@ -19,12 +19,13 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::{error, warn};
 
-use super::deadletter::DeadLetters;
 use super::retry::Backoff;
-use super::{Queued, ReceiverStats, Stats, ack::Tracker};
-use crate::config::{BatchSpec, ReceiverSpec, RetryConfig};
+use super::{Queued, ack::Tracker};
+use crate::deadletter::DeadLetters;
 use crate::event::{AttributesReader, Event};
+use crate::sink::{BatchSpec, ReceiverSpec, RetryConfig};
 use crate::sink::{Delivery, Item, Sink};
+use crate::stats::{ReceiverStats, Stats};
 use crate::telemetry::traces::{BatchTrace, EventSpan, Outcome};
 use crate::transform::Chain;
 

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::RetryConfig;
+use crate::sink::RetryConfig;
 
 /// The waits of one delivery's retries.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ fn unit_random() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Duration as D;
+    use crate::config::common::Duration as D;
 
     fn config(jitter: f64) -> RetryConfig {
         RetryConfig {

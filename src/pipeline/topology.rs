@@ -23,12 +23,15 @@ use tracing::{info, warn};
 
 use super::buffer::{self, BufferContext, DiskBuffer};
 use super::receiver::{ReceiverHandle, ReceiverTask};
-use super::{Queued, ReceiverStats, Stats, Tracker};
-use crate::config::{Compiled, ReceiverSpec, WhenFull};
+use super::{Queued, Tracker};
+use crate::config::Compiled;
 use crate::mapping::Mapper;
 use crate::plugin::{Plugin, Plugins};
 use crate::route::RouteTree;
 use crate::sink::{self, BuildError, Sink};
+use crate::sink::{ReceiverSpec, WhenFull};
+use crate::stats::{ReceiverStats, Stats};
+use crate::telemetry::ReceiverView;
 use crate::transform::Chain;
 
 /// What the router needs for one record; replaced whole by a reload.
@@ -94,16 +97,6 @@ struct Running {
     handle: ReceiverHandle,
     /// Its disk buffer, if it has one.
     disk: Option<DiskBuffer>,
-}
-
-/// A receiver, as metrics see it.
-pub struct ReceiverView {
-    pub name: Arc<str>,
-    /// It has a disk buffer (its `buffer_*` stats mean something).
-    pub disk_buffer: bool,
-    pub stats: Arc<ReceiverStats>,
-    pub sink: Arc<dyn Sink>,
-    pub plugins: Vec<Arc<Plugin>>,
 }
 
 /// The running receivers.
@@ -370,7 +363,7 @@ fn plugins_of(sink: &Arc<dyn Sink>, transforms: &Chain) -> Vec<Arc<Plugin>> {
 /// The digests of the plugin files a receiver uses.
 fn digests(spec: &ReceiverSpec, plugins: &Plugins) -> Vec<[u8; 32]> {
     let sink = match &spec.kind {
-        crate::config::ReceiverKind::Wasm(p) => Some(&p.place),
+        crate::sink::ReceiverKind::Wasm(p) => Some(&p.place),
         _ => None,
     };
     sink.into_iter()

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::engine::{Cache, Loaded};
-use super::pool::{Plugin, World};
 use super::{LoadError, PluginSpec};
+use super::{Plugin, World};
 
 /// A capability a component's imports ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

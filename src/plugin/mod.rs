@@ -8,6 +8,11 @@
 //! trap, a timeout or a memory overrun ends that instance — it is dropped
 //! and a fresh one is made for the next call — and is returned as a
 //! [`Failure`] for the caller's policy; the host and other plugins go on.
+//!
+//! `load.rs` reads, compiles, checks and pre-links a component (finding the
+//! world it implements); `pool.rs` makes, pools and calls its instances;
+//! `host.rs` is the host side of the WIT interface; `check.rs` what
+//! `switchyard plugin check` reports.
 
 mod bindings;
 mod check;
@@ -15,6 +20,7 @@ pub mod config;
 mod convert;
 pub mod engine;
 mod host;
+mod load;
 mod pool;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +32,8 @@ pub use check::{Capability, Report, check};
 pub use config::{HostRule, Limits, PluginSpec};
 pub use convert::{data_bytes, from_wit, to_wit};
 pub use engine::{Cache, Loaded};
-pub use pool::{Failure, Plugin, World};
+pub use load::World;
+pub use pool::{Failure, Plugin};
 
 /// Counters of one plugin (exported as `switchyard_plugin_*` metrics).
 #[derive(Debug, Default)]

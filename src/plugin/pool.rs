@@ -1,41 +1,24 @@
-//! A loaded plugin: its compiled component, pre-linked, and a pool of idle
-//! instances. A call takes an instance (or makes one), arms the deadline,
-//! calls, and puts the instance back — unless the call trapped, timed out or
-//! overran its memory, in which case the instance is dropped.
+//! A loaded plugin ([`super::load`] made it): its compiled component,
+//! pre-linked, and a pool of idle instances. A call takes an instance (or
+//! makes one), arms the deadline, calls, and puts the instance back —
+//! unless the call trapped, timed out or overran its memory, in which case
+//! the instance is dropped.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::Digest as _;
 use tracing::{debug, warn};
-use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::sink::{Sink as SinkBindings, SinkPre};
 use super::bindings::switchyard::plugin::types::{CloudEvent, Delivery};
 use super::bindings::{Transform as TransformBindings, TransformPre};
-use super::check;
-use super::engine::{self, Cache, Loaded};
+use super::engine::{self, Loaded};
 use super::host::{HostState, MemoryExceeded};
-use super::{LoadError, PluginInfo, PluginSpec, PluginStats, convert};
+use super::load::{World, root};
+use super::{PluginInfo, PluginStats, convert};
 use crate::event::{AttributesReader, Data, Event};
-
-/// The world a component implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum World {
-    Transform,
-    Sink,
-}
-
-impl std::fmt::Display for World {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            World::Transform => "switchyard:plugin/transform@0.1.0",
-            World::Sink => "switchyard:plugin/sink@0.1.0",
-        })
-    }
-}
 
 /// How a call went wrong. Every kind but `Error` and `Malformed` ends the
 /// instance.
@@ -61,7 +44,7 @@ pub enum Failure {
     Instantiate(String),
 }
 
-enum Pre {
+pub(super) enum Pre {
     Transform(TransformPre<HostState>),
     Sink(SinkPre<HostState>),
 }
@@ -71,7 +54,7 @@ enum Bindings {
     Sink(SinkBindings),
 }
 
-struct Instance {
+pub(super) struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
     /// Calls this instance completed.
@@ -116,19 +99,19 @@ const HOST_GRACE: Duration = engine::TICK;
 
 /// A loaded plugin.
 pub struct Plugin {
-    info: Arc<PluginInfo>,
-    world: World,
-    pre: Pre,
-    idle: Mutex<Vec<Instance>>,
-    imports: Vec<String>,
-    loaded: Loaded,
+    pub(super) info: Arc<PluginInfo>,
+    pub(super) world: World,
+    pub(super) pre: Pre,
+    pub(super) idle: Mutex<Vec<Instance>>,
+    pub(super) imports: Vec<String>,
+    pub(super) loaded: Loaded,
     /// SHA-256 of the component file: a reload keeps a receiver whose
     /// plugin file is unchanged.
-    digest: [u8; 32],
+    pub(super) digest: [u8; 32],
     /// Whether a call can wait in the host (it imports `wasi:io/poll` or
     /// `wasi:http`), where epoch ticks do not reach it: such calls also run
     /// under a timer.
-    can_block: bool,
+    pub(super) can_block: bool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -140,116 +123,7 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// The linker shared by all plugins: WASI (nothing granted), `wasi:http`
-/// (policed per plugin), and `switchyard:plugin/host`.
-fn linker() -> &'static Linker<HostState> {
-    static LINKER: OnceLock<Linker<HostState>> = OnceLock::new();
-    LINKER.get_or_init(|| {
-        let mut linker = Linker::new(engine::engine());
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI links");
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .expect("wasi:http links");
-        TransformBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .expect("switchyard:plugin/host links");
-        linker
-    })
-}
-
 impl Plugin {
-    /// Reads, compiles (or loads from `cache`), checks and pre-links the
-    /// component, then makes its first instance. `expect`: the world the
-    /// config uses it as.
-    pub async fn load(
-        spec: &PluginSpec,
-        cache: &Cache,
-        expect: Option<World>,
-    ) -> Result<Self, LoadError> {
-        let fail = |reason: String| LoadError {
-            place: spec.place.clone(),
-            path: spec.path.clone(),
-            reason,
-        };
-        let bytes = std::fs::read(&spec.path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let started = Instant::now();
-        let (component, loaded) = cache
-            .load(&bytes)
-            .map_err(|e| fail(format!("not a WebAssembly component: {}", root(&e))))?;
-        debug!(plugin = %spec.name, ?loaded, took = ?started.elapsed(), "plugin code ready");
-        let mut plugin = Self::from_component(spec, &component, loaded, expect).map_err(fail)?;
-        plugin.digest = sha2::Sha256::digest(&bytes).into();
-        // One instance now: start functions and initial memory are checked
-        // at startup, not at the first event.
-        let instance = plugin
-            .instantiate()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        plugin.idle.lock().expect("pool lock").push(instance);
-        Ok(plugin)
-    }
-
-    fn from_component(
-        spec: &PluginSpec,
-        component: &Component,
-        loaded: Loaded,
-        expect: Option<World>,
-    ) -> Result<Self, String> {
-        let engine = engine::engine();
-        let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
-        let world = if exports.iter().any(|e| e == "transform") {
-            World::Transform
-        } else if exports.iter().any(|e| e == "deliver") {
-            World::Sink
-        } else {
-            return Err(format!(
-                "exports neither `transform` nor `deliver` (it exports: {}); build it against wit/switchyard.wit",
-                if exports.is_empty() {
-                    "nothing".to_owned()
-                } else {
-                    exports.join(", ")
-                }
-            ));
-        };
-        if let Some(expected) = expect.filter(|e| *e != world) {
-            return Err(format!(
-                "implements {world}, but is used as a {}",
-                match expected {
-                    World::Transform => "transform",
-                    World::Sink => "sink (receiver)",
-                }
-            ));
-        }
-        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
-        check::grants(spec, &imports)?;
-        let pre = linker()
-            .instantiate_pre(component)
-            .map_err(|e| format!("needs an import Switchyard does not provide: {}", root(&e)))?;
-        let pre = match world {
-            World::Transform => Pre::Transform(TransformPre::new(pre).map_err(|e| {
-                format!(
-                    "its `transform` export does not match {world}: {}",
-                    root(&e)
-                )
-            })?),
-            World::Sink => Pre::Sink(SinkPre::new(pre).map_err(|e| {
-                format!("its `deliver` export does not match {world}: {}", root(&e))
-            })?),
-        };
-        let can_block = imports
-            .iter()
-            .any(|i| i.starts_with("wasi:io/poll") || i.starts_with("wasi:http/"));
-        Ok(Self {
-            info: Arc::new(PluginInfo::new(spec)),
-            world,
-            pre,
-            idle: Mutex::new(Vec::new()),
-            imports,
-            loaded,
-            digest: [0; 32],
-            can_block,
-        })
-    }
-
     pub fn name(&self) -> &str {
         &self.info.name
     }
@@ -310,7 +184,7 @@ impl Plugin {
         store
     }
 
-    async fn instantiate(&self) -> Result<Instance, Failure> {
+    pub(super) async fn instantiate(&self) -> Result<Instance, Failure> {
         self.info.stats.instances.fetch_add(1, Ordering::Relaxed);
         let mut store = self.new_store();
         store.data_mut().deadline = Instant::now() + self.info.limits.timeout.max(INSTANTIATE_MIN);
@@ -522,9 +396,3 @@ const INSTANTIATE_MIN: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[error("deadline exceeded")]
 struct DeadlineExceeded;
-
-/// The innermost message of an error chain (wasmtime wraps traps in
-/// backtrace context).
-fn root(e: &wasmtime::Error) -> String {
-    e.root_cause().to_string()
-}

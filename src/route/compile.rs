@@ -1,11 +1,12 @@
-//! `config::RouteConfig` → [`RouteTree`], collecting every error with its
+//! [`RouteConfig`] → [`RouteTree`], collecting every error with its
 //! place (`route.routes[1].match[0]`) and line.
 
 use std::collections::HashMap;
 
-use crate::config::{Diagnostics, PatternValue, RouteConfig, RuleConfig, Spanned};
+use crate::config::common::{Diagnostics, Spanned};
 use crate::event::{FieldPath, enums};
 
+use super::config::{PatternValue, RouteConfig, RuleConfig};
 use super::expr::{Expr, Fields, View};
 use super::{Condition, Node, Pattern, ReceiverId, RouteTree, Rule};
 

@@ -9,12 +9,15 @@
 //! (`expr:`, see [`expr`]), all of which must hold.
 
 mod compile;
+pub mod config;
 pub mod expr;
 mod pattern;
+mod rule_de;
 #[cfg(test)]
 mod tests;
 
 pub use compile::compile;
+pub use config::{PatternValue, RouteConfig, RuleConfig};
 pub use pattern::Pattern;
 
 use std::collections::HashMap;

@@ -5,7 +5,7 @@
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
 
-use crate::config::PatternValue;
+use super::config::PatternValue;
 
 /// A compiled pattern.
 #[derive(Debug, Clone)]

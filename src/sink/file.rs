@@ -4,13 +4,53 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tracing::info;
 
-use super::{Delivery, Item, Sink, write_json_lines};
+use super::{Delivery, Item, ReceiverKind, Sink, write_json_lines};
 use crate::BoxFuture;
+use crate::config::common::{ByteSize, Diagnostics, Spanned, expanded};
+
+/// `file: {path, maxSize, maxFiles}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file events are appended to (created with its directory if missing).
+    pub path: Spanned<String>,
+    /// Rotate when the file would grow past this size.
+    #[serde(default = "default_max_size")]
+    pub max_size: ByteSize,
+    /// How many rotated files (`path.1` … `path.N`) are kept; 0 keeps none.
+    #[serde(default = "default_max_files")]
+    pub max_files: u32,
+}
+
+fn default_max_size() -> ByteSize {
+    ByteSize(100 * 1024 * 1024)
+}
+
+fn default_max_files() -> u32 {
+    5
+}
+
+impl FileSinkConfig {
+    pub(super) fn compile(&self, place: &str, diags: &mut Diagnostics) -> Option<ReceiverKind> {
+        if self.max_size.0 == 0 {
+            diags.error(
+                Some(self.path.referenced),
+                format!("{place}.file.maxSize: must be greater than zero"),
+            );
+        }
+        Some(ReceiverKind::File {
+            path: PathBuf::from(expanded(&self.path, &format!("{place}.file.path"), diags)?),
+            max_size: self.max_size.0,
+            max_files: self.max_files,
+        })
+    }
+}
 
 pub struct FileSink {
     state: Mutex<FileState>,

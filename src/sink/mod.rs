@@ -17,16 +17,220 @@ mod tls;
 mod wasm;
 pub mod webhook;
 
+pub mod config;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
 use crate::BoxFuture;
-use crate::config::{ReceiverKind, ReceiverSpec};
+use crate::config::common::{Diagnostics, Spanned};
+use crate::deadletter::DeadLetterConfig;
 use crate::event::Event;
+use crate::plugin::PluginSpec;
+use crate::transform::TransformConfig;
+pub use config::{
+    BatchSpec, BufferConfig, BufferSpec, BufferType, QueueConfig, QueueSpec, ReceiverSpec,
+    RetryConfig, WhenFull,
+};
 
 pub use file::FileSink;
 pub use stdout::StdoutSink;
 pub use wasm::WasmSink;
+
+// The registry of receiver kinds. Adding one: its folder (config.rs with
+// its YAML shape and `compile`, mod.rs with the sink), then here a field of
+// `ReceiverConfig`, an entry of `kinds`, a variant of `ReceiverKind`, an arm
+// of `compile_kind` and one of `build` (docs/ARCHITECTURE.md, "Adding a
+// receiver").
+
+/// A named receiver: exactly one kind key, plus settings shared by all kinds.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// The name that routes refer to. Unique.
+    pub name: Spanned<String>,
+    /// Write each event as one structured-mode CloudEvent JSON line to stdout.
+    #[serde(default)]
+    pub stdout: Option<stdout::StdoutConfig>,
+    /// Append each event as a JSON line to a file, with size-based rotation.
+    #[serde(default)]
+    pub file: Option<file::FileSinkConfig>,
+    /// POST CloudEvents to an HTTP endpoint (structured, binary or batch mode).
+    #[serde(default)]
+    pub http: Option<http::config::HttpSinkConfig>,
+    /// One request per event with a templated payload (Slack, Teams, …).
+    #[serde(default)]
+    pub webhook: Option<webhook::config::WebhookSinkConfig>,
+    /// Publish to NATS subjects (core NATS, or JetStream with acks).
+    #[serde(default)]
+    pub nats: Option<nats::config::NatsSinkConfig>,
+    /// Publish to an AMQP 0-9-1 broker (RabbitMQ) with publisher confirms.
+    #[serde(default)]
+    pub amqp: Option<amqp::config::AmqpSinkConfig>,
+    /// Produce to Kafka topics (acks from all in-sync replicas).
+    #[serde(default)]
+    pub kafka: Option<kafka::config::KafkaSinkConfig>,
+    /// Publish to MQTT topics (MQTT 5 or 3.1.1, QoS 1 with acks).
+    #[serde(default)]
+    pub mqtt: Option<mqtt::config::MqttSinkConfig>,
+    /// Append to a Redis stream (`XADD`) or publish on a channel.
+    #[serde(default)]
+    pub redis: Option<redis::config::RedisSinkConfig>,
+    /// A receiver written as a WebAssembly component (world `sink`).
+    #[serde(default)]
+    pub wasm: Option<Spanned<crate::plugin::config::WasmConfig>>,
+    /// WebAssembly transforms applied to this receiver's events before
+    /// delivery, in order.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
+    /// The receiver's queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Where its events wait: in memory (the queue) or on disk.
+    #[serde(default)]
+    pub buffer: Option<Spanned<BufferConfig>>,
+    /// How failed deliveries are retried.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Where events go after `retry.maxRetries` failed attempts or a
+    /// rejection. Without it, a failing receiver retries for ever and holds
+    /// the source position back.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+/// A receiver's kind compiled, with the delivery defaults it brings.
+pub struct KindSpec {
+    pub kind: ReceiverKind,
+    /// How its queue is grouped into deliveries; `None`: `queue.maxBatch`
+    /// events at a time.
+    pub batch: Option<BatchSpec>,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl ReceiverConfig {
+    /// Every kind key with whether it is set, in the order messages name them.
+    pub fn kinds(&self) -> [(&'static str, bool); 10] {
+        [
+            ("stdout", self.stdout.is_some()),
+            ("file", self.file.is_some()),
+            ("http", self.http.is_some()),
+            ("webhook", self.webhook.is_some()),
+            ("nats", self.nats.is_some()),
+            ("redis", self.redis.is_some()),
+            ("amqp", self.amqp.is_some()),
+            ("mqtt", self.mqtt.is_some()),
+            ("kafka", self.kafka.is_some()),
+            ("wasm", self.wasm.is_some()),
+        ]
+    }
+
+    /// Compiles the kind that is set (exactly one, checked before).
+    fn compile_kind(
+        &self,
+        place: &str,
+        metadata: &Map<String, Value>,
+        diags: &mut Diagnostics,
+    ) -> Option<KindSpec> {
+        let one_at_a_time = BatchSpec {
+            max_events: 1,
+            max_bytes: None,
+            max_wait: std::time::Duration::ZERO,
+        };
+        // Brokers await acks per batch: a few batches in flight keep the
+        // broker (or a Kafka topic's partitions) busy while one waits.
+        let broker = |kind| KindSpec {
+            kind,
+            batch: None,
+            concurrency: 4,
+        };
+        Some(if let Some(f) = &self.file {
+            KindSpec {
+                kind: f.compile(place, diags)?,
+                batch: None,
+                concurrency: 1,
+            }
+        } else if let Some(h) = &self.http {
+            let (spec, batch, concurrency) = h.compile(place, diags)?;
+            KindSpec {
+                kind: ReceiverKind::Http(Box::new(spec)),
+                batch: Some(batch),
+                concurrency,
+            }
+        } else if let Some(w) = &self.webhook {
+            let (spec, concurrency) = w.compile(place, metadata, diags)?;
+            KindSpec {
+                kind: ReceiverKind::Webhook(Box::new(spec)),
+                batch: Some(one_at_a_time),
+                concurrency,
+            }
+        } else if let Some(n) = &self.nats {
+            broker(ReceiverKind::Nats(Box::new(
+                n.compile(place, metadata, diags)?,
+            )))
+        } else if let Some(a) = &self.amqp {
+            broker(ReceiverKind::Amqp(Box::new(
+                a.compile(place, metadata, diags)?,
+            )))
+        } else if let Some(k) = &self.kafka {
+            broker(ReceiverKind::Kafka(Box::new(
+                k.compile(place, metadata, diags)?,
+            )))
+        } else if let Some(m) = &self.mqtt {
+            broker(ReceiverKind::Mqtt(Box::new(
+                m.compile(place, metadata, diags)?,
+            )))
+        } else if let Some(x) = &self.redis {
+            broker(ReceiverKind::Redis(Box::new(
+                x.compile(place, metadata, diags)?,
+            )))
+        } else if let Some(w) = &self.wasm {
+            let spec = w.value.compile(
+                &format!("{place}.wasm"),
+                crate::plugin::config::DEFAULT_SINK_TIMEOUT,
+                diags,
+            )?;
+            KindSpec {
+                kind: ReceiverKind::Wasm(Box::new(spec)),
+                batch: Some(BatchSpec {
+                    max_events: self.queue.max_batch.max(1),
+                    ..one_at_a_time
+                }),
+                concurrency: 1,
+            }
+        } else {
+            KindSpec {
+                kind: ReceiverKind::Stdout,
+                batch: None,
+                concurrency: 1,
+            }
+        })
+    }
+}
+
+/// The receiver kinds, resolved: what [`build`] makes a sink of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiverKind {
+    Stdout,
+    Http(Box<http::config::HttpSpec>),
+    Webhook(Box<webhook::config::WebhookSpec>),
+    File {
+        path: PathBuf,
+        max_size: u64,
+        max_files: u32,
+    },
+    Wasm(Box<PluginSpec>),
+    Nats(Box<nats::config::NatsSpec>),
+    Redis(Box<redis::config::RedisSpec>),
+    Mqtt(Box<mqtt::config::MqttSpec>),
+    Kafka(Box<kafka::config::KafkaSpec>),
+    Amqp(Box<amqp::config::AmqpSpec>),
+}
 
 /// The outcome of one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,16 @@
 //! `stdout`: one structured-mode CloudEvent JSON per line.
 
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::{Delivery, Item, Sink, write_json_lines};
 use crate::BoxFuture;
+
+/// `stdout: {}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdoutConfig {}
 
 pub struct StdoutSink {
     /// Stdout and the line buffer; one delivery writes at a time.

@@ -7,14 +7,50 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::fs::File;
 use tokio::io::{AsyncSeekExt, BufReader};
 use tracing::{info, warn};
 
 use super::lines::{Line, read_line};
-use super::{Payload, Position, Record, Source, SourceContext, SourceError};
+use super::{Payload, Position, Record, Source, SourceContext, SourceError, SourceSpec};
 use crate::BoxFuture;
+use crate::config::common::{self, ByteSize, Diagnostics, Spanned, expanded, nonzero};
+
+/// `source.file`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The file to read, one record per line.
+    pub path: Spanned<String>,
+    /// Keep reading lines appended to the file (like `tail -F`), also across
+    /// truncation and rotation. When false, the source ends at end of file.
+    #[serde(default)]
+    pub follow: bool,
+    /// How often a followed file is checked for new lines.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: common::Duration,
+    /// The longest line accepted; a longer one is skipped and counted as malformed.
+    #[serde(default = "super::lines::default_max_line")]
+    pub max_line_bytes: ByteSize,
+}
+
+fn default_poll_interval() -> common::Duration {
+    common::Duration(Duration::from_millis(250))
+}
+
+impl FileSourceConfig {
+    pub(super) fn compile(&self, diags: &mut Diagnostics) -> Option<SourceSpec> {
+        nonzero(self.poll_interval, "source.file.pollInterval", diags);
+        Some(SourceSpec::File {
+            path: PathBuf::from(expanded(&self.path, "source.file.path", diags)?),
+            follow: self.follow,
+            poll_interval: self.poll_interval.0,
+            max_line_bytes: usize::try_from(self.max_line_bytes.0).unwrap_or(usize::MAX),
+        })
+    }
+}
 
 pub struct FileSource {
     pub path: PathBuf,
@@ -26,7 +62,7 @@ pub struct FileSource {
 impl Source for FileSource {
     fn position_store(
         &self,
-        state: &crate::config::StateSpec,
+        state: &crate::state::StateSpec,
     ) -> Result<Option<std::sync::Arc<dyn crate::state::PositionStore>>, crate::state::StateError>
     {
         let sanitized = super::file_key(&self.path.to_string_lossy());

@@ -72,6 +72,11 @@ fn memchr(haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&b| b == b'\n')
 }
 
+/// `maxLineBytes`'s default for the line-reading sources.
+pub(super) fn default_max_line() -> crate::config::common::ByteSize {
+    crate::config::common::ByteSize(16 * 1024 * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,20 +11,138 @@ pub mod nats;
 pub mod nomad;
 mod stdin;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
-use prometheus_client::metrics::histogram::Histogram;
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::BoxFuture;
-use crate::config::{SourceSpec, StateSpec};
+use crate::config::common::{Diagnostics, Spanned};
+use crate::mapping::Profile;
+use crate::state::StateSpec;
 use crate::state::{FileStore, PositionStore, StateError};
+use crate::stats::SourceStats;
 
 pub use file::FileSource;
 pub use stdin::StdinSource;
+
+// The registry of source kinds. Adding one: its folder (config.rs with its
+// YAML shape and `compile`, the `Source` itself), then here a field of
+// `SourceConfig`, a variant of `SourceSpec`, an arm of `compile` and one
+// of `build` (docs/ARCHITECTURE.md, "Adding a source").
+
+/// The source: exactly one of its kinds is set.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceConfig {
+    /// JSON lines read from a file.
+    #[serde(default)]
+    pub file: Option<file::FileSourceConfig>,
+    /// JSON lines read from standard input.
+    #[serde(default)]
+    pub stdin: Option<stdin::StdinSourceConfig>,
+    /// A MongoDB change stream (NVSentinel's HealthEvents collection).
+    #[serde(default)]
+    pub mongodb: Option<mongodb::MongoSourceConfig>,
+    /// A durable JetStream consumer shared by several workers (scale-out).
+    #[serde(default)]
+    pub nats: Option<nats::NatsSourceConfig>,
+    /// Kubernetes Events or HealthEventResources, listed then watched.
+    #[serde(default)]
+    pub kubernetes: Option<kubernetes::KubernetesSourceConfig>,
+    /// HashiCorp Nomad's event stream (jobs, allocations, deployments, nodes …).
+    #[serde(default)]
+    pub nomad: Option<nomad::NomadSourceConfig>,
+    /// CloudEvents pushed over HTTP, journaled before they are accepted.
+    #[serde(default)]
+    pub http: Option<http::config::HttpSourceConfig>,
+}
+
+/// A source with every value resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    File {
+        path: PathBuf,
+        follow: bool,
+        poll_interval: std::time::Duration,
+        max_line_bytes: usize,
+    },
+    Stdin {
+        max_line_bytes: usize,
+    },
+    Mongodb(Box<mongodb::MongoSpec>),
+    Nats(Box<nats::NatsSourceSpec>),
+    Kubernetes(Box<kubernetes::KubernetesSpec>),
+    Nomad(Box<nomad::NomadSpec>),
+    Http(Box<http::config::HttpSourceSpec>),
+}
+
+impl SourceConfig {
+    /// Validates `source` (exactly one kind) into its spec.
+    pub fn compile(config: &Spanned<Self>, diags: &mut Diagnostics) -> Option<SourceSpec> {
+        let kinds = [
+            config.value.file.is_some(),
+            config.value.stdin.is_some(),
+            config.value.mongodb.is_some(),
+            config.value.nats.is_some(),
+            config.value.kubernetes.is_some(),
+            config.value.nomad.is_some(),
+            config.value.http.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            diags.error(
+                Some(config.referenced),
+                "source: set exactly one of: file, stdin, mongodb, nats, kubernetes, nomad, http",
+            );
+            return None;
+        }
+        match &config.value {
+            SourceConfig { file: Some(f), .. } => f.compile(diags),
+            SourceConfig { stdin: Some(s), .. } => Some(s.compile()),
+            SourceConfig {
+                mongodb: Some(m), ..
+            } => m
+                .compile(config.referenced, diags)
+                .map(|m| SourceSpec::Mongodb(Box::new(m))),
+            SourceConfig { nats: Some(n), .. } => {
+                n.compile(diags).map(|n| SourceSpec::Nats(Box::new(n)))
+            }
+            SourceConfig {
+                kubernetes: Some(k),
+                ..
+            } => k
+                .compile(diags)
+                .map(|k| SourceSpec::Kubernetes(Box::new(k))),
+            SourceConfig { nomad: Some(n), .. } => n
+                .compile(config.referenced, diags)
+                .map(|n| SourceSpec::Nomad(Box::new(n))),
+            SourceConfig { http: Some(h), .. } => h
+                .compile(config.referenced, diags)
+                .map(|h| SourceSpec::Http(Box::new(h))),
+            SourceConfig { .. } => None,
+        }
+    }
+
+    /// The mapping profile this source's records need when none is set.
+    pub fn default_profile(&self) -> Profile {
+        match self {
+            // A JetStream stream carries CloudEvents (what the `nats` receiver
+            // writes); `source.http` receives them.
+            SourceConfig { nats: Some(_), .. } | SourceConfig { http: Some(_), .. } => {
+                Profile::Cloudevents
+            }
+            SourceConfig {
+                kubernetes: Some(k),
+                ..
+            } if k.kind.value == "events" => Profile::KubernetesEvent,
+            SourceConfig { nomad: Some(_), .. } => Profile::Nomad,
+            _ => Profile::Nvsentinel,
+        }
+    }
+}
 
 /// One record read by a source.
 #[derive(Debug)]
@@ -82,46 +200,6 @@ pub enum Payload {
     /// No record, only a position: everything before it has been handed
     /// over (the end of a backfill, a quiet change stream's token).
     Checkpoint,
-}
-
-/// Counters a source keeps (read by `telemetry` at scrape time).
-#[derive(Debug)]
-pub struct SourceStats {
-    /// Documents read by a backfill.
-    pub backfilled: AtomicU64,
-    /// Positions found lost: resume tokens gone from the oplog (each one
-    /// recovered by backfill), resourceVersions answered 410 Gone (each
-    /// recovered by a relist).
-    pub tokens_lost: AtomicU64,
-    /// Reconnects after transient errors.
-    pub reconnects: AtomicU64,
-    /// Times the source resumed past events it could no longer read (a
-    /// Nomad index fallen out of the broker's buffer): events may be lost.
-    pub gaps: AtomicU64,
-    /// Whether the source is reading now (file open, change stream open).
-    pub connected: std::sync::atomic::AtomicBool,
-    /// Whether a backfill is running now.
-    pub backfilling: std::sync::atomic::AtomicBool,
-    /// Seconds each backfill that ran to its end took (one observation per
-    /// backfill; NVSentinel's buckets, 1s … 1h).
-    pub backfill_duration: Histogram,
-}
-
-/// Upper bounds (seconds) of [`SourceStats::backfill_duration`].
-pub const BACKFILL_BUCKETS: [f64; 9] = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
-
-impl Default for SourceStats {
-    fn default() -> Self {
-        Self {
-            backfilled: AtomicU64::new(0),
-            tokens_lost: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
-            gaps: AtomicU64::new(0),
-            connected: Default::default(),
-            backfilling: Default::default(),
-            backfill_duration: Histogram::new(BACKFILL_BUCKETS),
-        }
-    }
 }
 
 /// Why a source stopped.

@@ -1,11 +1,31 @@
 //! `source.stdin`: JSON lines from standard input, until it closes. Stdin has
 //! no position: a restart cannot resume.
 
+use serde::Deserialize;
 use tokio::io::BufReader;
 
 use super::lines::{Line, read_line};
-use super::{Payload, Record, Source, SourceContext, SourceError};
+use super::{Payload, Record, Source, SourceContext, SourceError, SourceSpec};
 use crate::BoxFuture;
+use crate::config::common::ByteSize;
+
+/// `source.stdin`: JSON lines from standard input. It has no position, so a
+/// restart cannot resume; use it for pipes and `route test`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StdinSourceConfig {
+    /// The longest line accepted; a longer one is skipped and counted as malformed.
+    #[serde(default = "super::lines::default_max_line")]
+    pub max_line_bytes: ByteSize,
+}
+
+impl StdinSourceConfig {
+    pub(super) fn compile(&self) -> SourceSpec {
+        SourceSpec::Stdin {
+            max_line_bytes: usize::try_from(self.max_line_bytes.0).unwrap_or(usize::MAX),
+        }
+    }
+}
 
 pub struct StdinSource {
     pub max_line: usize,
@@ -14,7 +34,7 @@ pub struct StdinSource {
 impl Source for StdinSource {
     fn position_store(
         &self,
-        _state: &crate::config::StateSpec,
+        _state: &crate::state::StateSpec,
     ) -> Result<Option<std::sync::Arc<dyn crate::state::PositionStore>>, crate::state::StateError>
     {
         Ok(None)

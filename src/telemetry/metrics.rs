@@ -16,11 +16,11 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::Compat;
 use super::{Live, Role, Telemetry};
-use crate::config::Compat;
-use crate::pipeline::Buckets;
 use crate::plugin::Plugin;
 use crate::route::RuleKind;
+use crate::stats::Buckets;
 
 /// Renders every metric in the OpenMetrics text format.
 pub fn render(telemetry: &Arc<Telemetry>) -> String {
@@ -212,7 +212,7 @@ fn pipeline(e: &mut DescriptorEncoder, live: &Live) -> Result {
         flag(&s.source.backfilling),
     )?;
     let age = live
-        .tracker
+        .progress
         .oldest_unfinished()
         .map_or(0.0, |t| Instant::now().duration_since(t).as_secs_f64());
     gauge(
@@ -227,14 +227,14 @@ fn pipeline(e: &mut DescriptorEncoder, live: &Live) -> Result {
         "switchyard_events_in_flight",
         "Records read but not yet finished by all their receivers.",
         None,
-        live.tracker.in_flight() as f64,
+        live.progress.in_flight() as f64,
     )?;
     gauge(
         e,
         "switchyard_events_in_flight_limit",
         "The window (state.maxInFlight): with this many records in flight the source waits.",
         None,
-        live.tracker.window() as f64,
+        live.progress.window() as f64,
     )?;
 
     gauge(
@@ -331,7 +331,7 @@ fn rules(e: &mut DescriptorEncoder, live: &Live) -> Result {
 
 fn receivers(e: &mut DescriptorEncoder, live: &Live) -> Result {
     let rs = &live.receivers;
-    let counters: [Field<crate::pipeline::ReceiverStats>; 5] = [
+    let counters: [Field<crate::stats::ReceiverStats>; 5] = [
         (
             "switchyard_receiver_events_delivered",
             "Events delivered, by receiver.",
@@ -383,7 +383,7 @@ fn receivers(e: &mut DescriptorEncoder, live: &Live) -> Result {
         }),
     )?;
     let disk: Vec<_> = rs.iter().filter(|r| r.disk_buffer).collect();
-    type Stat = fn(&crate::pipeline::ReceiverStats) -> &AtomicU64;
+    type Stat = fn(&crate::stats::ReceiverStats) -> &AtomicU64;
     let gauges: [(&str, &str, Option<Unit>, Stat); 3] = [
         (
             "switchyard_receiver_buffer_events",

@@ -7,6 +7,7 @@
 //! ([`Live`], replaced on every reload), the reloader counts reloads, leader
 //! election sets the role.
 
+pub mod config;
 mod metrics;
 mod nvsentinel;
 pub mod otlp;
@@ -16,21 +17,47 @@ pub mod traces;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use config::{
+    Compat, OtlpProtocol, TelemetryConfig, TelemetrySpec, TracingConfig, TracingSpec,
+};
 pub use server::{ServeError, serve};
 
-use crate::config::Compat;
-use crate::pipeline::{ReceiverView, Stats, Tracker};
 use crate::plugin::Plugin;
 use crate::route::RouteTree;
+use crate::sink::Sink;
+use crate::stats::{ReceiverStats, Stats};
 
-/// The running pipeline as metrics see it.
+/// The running pipeline as metrics see it; the pipeline publishes it
+/// ([`Telemetry::set_live`]) on start and on every reload.
 pub struct Live {
     pub stats: Arc<Stats>,
-    pub tracker: Arc<Tracker>,
+    /// The records between the source and its position.
+    pub progress: Arc<dyn Progress>,
     pub routes: RouteTree,
     pub receivers: Vec<ReceiverView>,
     /// The global transforms' plugins.
     pub transforms: Vec<Arc<Plugin>>,
+}
+
+/// How far the source position is held back: what the pipeline's tracker
+/// of unfinished records tells metrics.
+pub trait Progress: Send + Sync {
+    /// Records read but not yet finished by all their receivers.
+    fn in_flight(&self) -> usize;
+    /// At most this many may be in flight (`state.maxInFlight`).
+    fn window(&self) -> usize;
+    /// When the oldest unfinished record was read; `None` when none is.
+    fn oldest_unfinished(&self) -> Option<std::time::Instant>;
+}
+
+/// A receiver, as metrics see it.
+pub struct ReceiverView {
+    pub name: Arc<str>,
+    /// It has a disk buffer (its `buffer_*` stats mean something).
+    pub disk_buffer: bool,
+    pub stats: Arc<ReceiverStats>,
+    pub sink: Arc<dyn Sink>,
+    pub plugins: Vec<Arc<Plugin>>,
 }
 
 /// This replica's part in leader election.

@@ -122,16 +122,30 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    use crate::config::Compat;
-    use crate::pipeline::{Stats, Tracker};
     use crate::route::RouteTree;
-    use crate::telemetry::{Live, Telemetry};
+    use crate::stats::Stats;
+    use crate::telemetry::{Compat, Live, Progress, Telemetry};
+
+    /// Nothing in flight.
+    struct Idle;
+
+    impl Progress for Idle {
+        fn in_flight(&self) -> usize {
+            0
+        }
+        fn window(&self) -> usize {
+            1
+        }
+        fn oldest_unfinished(&self) -> Option<std::time::Instant> {
+            None
+        }
+    }
 
     fn scrape(compat: Option<Compat>, stats: &Arc<Stats>) -> String {
         let t = Telemetry::with_compat(compat);
         t.set_live(Live {
             stats: stats.clone(),
-            tracker: Arc::new(Tracker::default()),
+            progress: Arc::new(Idle),
             routes: RouteTree::default(),
             receivers: Vec::new(),
             transforms: Vec::new(),

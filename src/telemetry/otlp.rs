@@ -19,8 +19,8 @@ use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::info;
 
+use super::config::{OtlpProtocol, TracingSpec};
 use super::traces::{JoiningIds, Tracer};
-use crate::config::{OtlpProtocol, TracingSpec};
 
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]

@@ -16,12 +16,13 @@ use chrono::Utc;
 use serde::Deserialize;
 use tracing::{error, warn};
 
-use crate::config::{DeadLetterConfig, Diagnostics, Spanned};
+use crate::config::common::{Diagnostics, Spanned};
+use crate::deadletter::DeadLetterConfig;
+use crate::deadletter::DeadLetters;
 use crate::event::{AttributesReader, Event};
-use crate::pipeline::Stats;
-use crate::pipeline::deadletter::DeadLetters;
 use crate::plugin::config::{DEFAULT_TRANSFORM_TIMEOUT, WasmConfig};
 use crate::plugin::{Plugin, PluginSpec, Plugins, World};
+use crate::stats::Stats;
 
 /// An entry of `transforms:` (global or per receiver).
 #[derive(Debug, Deserialize)]
@@ -74,7 +75,7 @@ impl TransformConfig {
                 .value
                 .compile(&format!("{place}.wasm"), DEFAULT_TRANSFORM_TIMEOUT, diags);
         let dead_letter = match &self.dead_letter {
-            Some(d) => match crate::config::expand(&d.file.value) {
+            Some(d) => match crate::config::common::expand(&d.file.value) {
                 Ok(v) => Some(PathBuf::from(v.into_owned())),
                 Err(e) => {
                     diags.error(

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::config::{parse, validate};
-use switchyard::pipeline::{self, Stats};
+use switchyard::pipeline;
+use switchyard::stats::Stats;
 use tokio_util::sync::CancellationToken;
 
 pub const SAMPLES: &str = include_str!("../../examples/health-events.jsonl");

@@ -1,7 +1,9 @@
 //! Checks of single fields, each naming its place on failure (never the
 //! value: it may be a secret).
 
-use super::{Diagnostics, Spanned, expand};
+use std::collections::BTreeMap;
+
+use super::{Diagnostics, Duration, Secret, Spanned, expand};
 
 pub fn expanded(v: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> Option<String> {
     match expand(&v.value) {
@@ -64,5 +66,40 @@ pub fn check_url(v: &Spanned<String>, place: &str, diags: &mut Diagnostics) -> O
             diags.error(Some(v.referenced), format!("{place}: not a URL ({e})"));
             None
         }
+    }
+}
+
+/// Header names and values that HTTP accepts.
+pub fn compile_headers(
+    headers: &BTreeMap<String, Spanned<String>>,
+    place: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(String, Secret)> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let Some(v) = expanded(value, &format!("{place}.headers.{name}"), diags) else {
+            continue;
+        };
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            diags.error(
+                Some(value.referenced),
+                format!("{place}.headers: {name:?} is not a valid header name"),
+            );
+        } else if reqwest::header::HeaderValue::from_str(&v).is_err() {
+            diags.error(
+                Some(value.referenced),
+                format!("{place}.headers.{name}: not a valid header value"),
+            );
+        } else {
+            out.push((name.clone(), Secret(v)));
+        }
+    }
+    out
+}
+
+/// A duration that must not be zero (`place` named, no position).
+pub fn nonzero(d: Duration, place: &str, diags: &mut Diagnostics) {
+    if d.0.is_zero() {
+        diags.error(None, format!("{place}: must be greater than zero"));
     }
 }

@@ -12,7 +12,7 @@ mod types;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use expand::{ExpandError, expand, expand_with};
-pub use fields::{check_url, expanded, read_file};
+pub use fields::{check_url, compile_headers, expanded, nonzero, read_file};
 pub use secret::Secret;
 pub use serde_saphyr::Spanned;
 pub use tls::{TlsConfig, TlsSpec, warn_plain_tls};

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::common::{ByteSize, Diagnostics, Duration, Spanned};
+use crate::config::common::{ByteSize, Diagnostics, Duration, Spanned, compile_headers};
 use crate::config::common::{
     Secret, TlsConfig, TlsSpec, check_url, expanded, read_file, warn_plain_tls,
 };
+use crate::sink::config::BatchSpec;
 
 /// `http`: CloudEvents over HTTP (the CloudEvents HTTP protocol binding).
 #[derive(Debug, Deserialize)]
@@ -169,41 +170,13 @@ impl OAuth2Config {
     }
 }
 
-/// Header names and values that HTTP accepts.
-pub fn compile_headers(
-    headers: &BTreeMap<String, Spanned<String>>,
-    place: &str,
-    diags: &mut Diagnostics,
-) -> Vec<(String, Secret)> {
-    let mut out = Vec::new();
-    for (name, value) in headers {
-        let Some(v) = expanded(value, &format!("{place}.headers.{name}"), diags) else {
-            continue;
-        };
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            diags.error(
-                Some(value.referenced),
-                format!("{place}.headers: {name:?} is not a valid header name"),
-            );
-        } else if reqwest::header::HeaderValue::from_str(&v).is_err() {
-            diags.error(
-                Some(value.referenced),
-                format!("{place}.headers.{name}: not a valid header value"),
-            );
-        } else {
-            out.push((name.clone(), Secret(v)));
-        }
-    }
-    out
-}
-
 impl HttpSinkConfig {
     /// Validates into a spec and the receiver's batch limits and concurrency.
     pub fn compile(
         &self,
         place: &str,
         diags: &mut Diagnostics,
-    ) -> Option<(HttpSpec, crate::config::BatchSpec, usize)> {
+    ) -> Option<(HttpSpec, BatchSpec, usize)> {
         let place = format!("{place}.http");
         let endpoint = check_url(&self.endpoint, &format!("{place}.endpoint"), diags);
         let headers = compile_headers(&self.headers, &place, diags);
@@ -240,12 +213,12 @@ impl HttpSinkConfig {
             );
         }
         let batch = match self.mode {
-            HttpMode::Batch => crate::config::BatchSpec {
+            HttpMode::Batch => BatchSpec {
                 max_events: self.batch.max_events.max(1),
                 max_bytes: Some(self.batch.max_bytes.0),
                 max_wait: self.batch.max_wait.0,
             },
-            _ => crate::config::BatchSpec {
+            _ => BatchSpec {
                 max_events: 1,
                 max_bytes: None,
                 max_wait: std::time::Duration::ZERO,

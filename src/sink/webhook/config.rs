@@ -6,9 +6,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::template::Templates;
+use crate::config::common::compile_headers;
 use crate::config::common::{Diagnostics, Duration, Spanned};
 use crate::config::common::{Secret, TlsConfig, TlsSpec, check_url};
-use crate::sink::http::config::{OAuth2Config, OAuth2Spec, compile_headers};
+use crate::sink::http::config::{OAuth2Config, OAuth2Spec};
 
 /// `webhook`: one request per event with a payload of your own: a `layout`
 /// (YAML rendered to JSON) or a raw `body` template.
@@ -98,7 +99,7 @@ impl WebhookSinkConfig {
         let place = format!("{place}.webhook");
         let at = Some(self.endpoint.referenced);
         let mut templates = Templates::new();
-        let endpoint = match crate::config::expand(&self.endpoint.value) {
+        let endpoint = match crate::config::common::expand(&self.endpoint.value) {
             Ok(e) => e.into_owned(),
             Err(e) => {
                 diags.error(at, format!("{place}.endpoint: {e}"));
@@ -196,7 +197,7 @@ impl WebhookSinkConfig {
 /// templates see them.
 fn expand_leaves(value: &Value, place: &str, errors: &mut Vec<String>) -> Value {
     match value {
-        Value::String(s) => match crate::config::expand(s) {
+        Value::String(s) => match crate::config::common::expand(s) {
             Ok(v) => Value::String(v.into_owned()),
             Err(e) => {
                 errors.push(format!("{place}: {e}"));

@@ -34,8 +34,8 @@ use tracing::{info, warn};
 
 use super::{Source, SourceContext, SourceError};
 use crate::BoxFuture;
-use crate::config::StateSpec;
 use crate::journal;
+use crate::state::StateSpec;
 use crate::state::{FileStore, PositionStore, StateError};
 use config::HttpSourceSpec;
 

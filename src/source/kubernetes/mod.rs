@@ -33,7 +33,7 @@ use watch::{Item, ScopeWatch};
 
 use super::{Record, Source, SourceContext, SourceError};
 use crate::BoxFuture;
-use crate::config::StateSpec;
+use crate::state::StateSpec;
 use crate::state::{FileStore, PositionStore, StateError};
 
 /// The health events' custom resource (NVSentinel ADR-027).

@@ -20,7 +20,8 @@ use super::enrich::Enricher;
 use super::objects::{health_event_document, identity, with_event_kind};
 use super::position::{Change, Seen};
 use crate::mapping::kubernetes::{event_time, occurrence};
-use crate::source::{Payload, SourceStats};
+use crate::source::Payload;
+use crate::stats::SourceStats;
 
 /// A change for the journal, with the record that makes it (none: a
 /// checkpoint).

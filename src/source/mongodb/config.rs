@@ -487,7 +487,8 @@ fn check_identity(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{SourceSpec, parse, validate};
+    use crate::config::{parse, validate};
+    use crate::source::SourceSpec;
 
     fn source(yaml_source: &str) -> Result<SourceSpec, String> {
         let yaml = format!("metadata: {{cluster: c}}\nsource:\n  mongodb: {yaml_source}\n");

@@ -75,7 +75,7 @@ impl MongoSource {
 impl Source for MongoSource {
     fn position_store(
         &self,
-        _state: &crate::config::StateSpec,
+        _state: &crate::state::StateSpec,
     ) -> Result<Option<Arc<dyn PositionStore>>, StateError> {
         Ok(Some(Arc::new(TokenStore::new(self.connection.clone()))))
     }

@@ -25,7 +25,7 @@ pub(crate) use stream::{LineBuf, Parsed, occurrences, parse, record_line};
 
 use super::{Source, SourceContext, SourceError};
 use crate::BoxFuture;
-use crate::config::StateSpec;
+use crate::state::StateSpec;
 use crate::state::{PositionStore, StateError};
 
 pub struct NomadSource {

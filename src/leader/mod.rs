@@ -17,6 +17,10 @@
 //! If the leader cannot renew, it stops exporting (the process exits) a
 //! margin before that local deadline — so before any standby can take the
 //! lease. A standby that takes over resumes from the persisted position.
+//!
+//! `config.rs`: the `leaderElection` settings.
+
+pub mod config;
 
 use std::time::Duration;
 
@@ -27,8 +31,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::LeaderSpec;
 use crate::source::mongodb::MongoTlsSpec;
+
+pub use config::{LeaderElectionConfig, LeaderSpec};
 
 /// The lease, as one replica sees it.
 pub struct Lease {

@@ -10,7 +10,17 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
+use crate::config::common::Spanned;
 use crate::event::Event;
+
+/// `deadLetter: {file}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// JSON lines: the event, receiver, last error, attempts, first and last
+    /// attempt time. Created with its directory.
+    pub file: Spanned<String>,
+}
 
 /// One line of a dead letter file.
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,67 +111,4 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Result<Entry, String>>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", n + 1)))
         .collect())
-}
-
-/// What a replay did.
-#[derive(Debug, Default)]
-pub struct Replay {
-    pub delivered: usize,
-    /// Entries that failed again, with the new error.
-    pub failed: Vec<(Entry, String)>,
-}
-
-/// Sends dead-lettered events to a receiver again, in its batch size, with
-/// its retry policy (up to `maxRetries`).
-pub async fn replay(
-    spec: &crate::config::ReceiverSpec,
-    sink: &dyn crate::sink::Sink,
-    entries: Vec<Entry>,
-) -> Replay {
-    use crate::sink::{Delivery, Item};
-    let mut report = Replay::default();
-    let mut entries = entries.into_iter().peekable();
-    while entries.peek().is_some() {
-        let chunk: Vec<Entry> = entries
-            .by_ref()
-            .take(spec.batch.max_events.max(1))
-            .collect();
-        let items: Vec<Item> = chunk
-            .iter()
-            .map(|e| {
-                let event = std::sync::Arc::new(e.event.clone());
-                let json = sink.wants_json().then(|| {
-                    let mut buf = Vec::new();
-                    crate::event::write_json(&event, &mut buf);
-                    buf
-                });
-                Item {
-                    event,
-                    json,
-                    trace: None,
-                }
-            })
-            .collect();
-        let mut backoff = super::retry::Backoff::new(&spec.retry);
-        let mut attempts = 0;
-        let outcome = loop {
-            attempts += 1;
-            match sink.deliver(&items).await.overall() {
-                Delivery::Delivered => break Ok(()),
-                Delivery::Reject(reason) => break Err(format!("rejected: {reason}")),
-                Delivery::Retry { reason, .. } if attempts > spec.retry.max_retries => {
-                    break Err(reason);
-                }
-                Delivery::Retry { after, .. } => tokio::time::sleep(backoff.next(after)).await,
-                Delivery::Each(_) => unreachable!("overall() folds per-event outcomes"),
-            }
-        };
-        match outcome {
-            Ok(()) => report.delivered += chunk.len(),
-            Err(reason) => report
-                .failed
-                .extend(chunk.into_iter().map(|e| (e, reason.clone()))),
-        }
-    }
-    report
 }

@@ -1,12 +1,17 @@
 //! Persisted source positions. A position is opaque JSON chosen by the source
 //! (a byte offset for `file`, a resume token for change streams); a
-//! [`PositionStore`] keeps the last finished one.
+//! [`PositionStore`] keeps the last finished one. `config.rs`: the `state`
+//! settings.
+
+mod config;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::BoxFuture;
+
+pub use config::{DEFAULT_MAX_IN_FLIGHT, StateConfig, StateSpec};
 
 /// Why a position could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]

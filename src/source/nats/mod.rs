@@ -15,6 +15,10 @@
 //! (`ce-*` headers, the payload the data); a binary message is turned into
 //! the structured JSON here, so the `cloudevents` mapping profile (the
 //! default for this source) reads both.
+//!
+//! `config.rs`: the `source.nats` settings.
+
+mod config;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -25,141 +29,14 @@ use async_nats::jetstream::{self, AckKind, Context, consumer::pull, message::Ack
 use async_nats::{HeaderMap, Subject};
 use base64::Engine;
 use futures_util::StreamExt;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
 use super::{Done, Payload, Record, Source, SourceContext, SourceError};
 use crate::BoxFuture;
-use crate::config::common::expanded;
-use crate::config::common::{Diagnostics, Duration, Spanned};
-use crate::net::nats::{NatsServerConfig, NatsServerSpec, NatsTlsConfig};
 use crate::state::{PositionStore, StateError};
 
-/// `source.nats`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NatsSourceConfig {
-    /// The server(s): `nats://host:4222`, comma-separated for a cluster.
-    pub url: Spanned<String>,
-    /// The stream to read (it must exist: the publisher side creates it).
-    pub stream: Spanned<String>,
-    /// The durable consumer's name, the same in every worker that shares
-    /// the work; created if missing.
-    pub consumer: Spanned<String>,
-    /// Only these subjects of the stream (wildcards allowed); default all.
-    #[serde(default)]
-    pub subjects: Vec<Spanned<String>>,
-    /// How long JetStream waits for an acknowledgement (or a progress
-    /// report) before it redelivers a message to any worker.
-    #[serde(default = "default_ack_wait")]
-    pub ack_wait: Duration,
-    /// Messages handed to this consumer and not yet acknowledged, across
-    /// all workers.
-    #[serde(default = "default_max_ack_pending")]
-    pub max_ack_pending: i64,
-    /// Messages asked for in one pull.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-    #[serde(default)]
-    pub credentials_file: Option<Spanned<String>>,
-    #[serde(default)]
-    pub user: Option<Spanned<String>>,
-    #[serde(default)]
-    pub password: Option<Spanned<String>>,
-    #[serde(default)]
-    pub token: Option<Spanned<String>>,
-    #[serde(default)]
-    pub tls: NatsTlsConfig,
-    /// How long to wait for the server (connect, requests).
-    #[serde(default = "default_timeout")]
-    pub timeout: Duration,
-}
-
-fn default_ack_wait() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_ack_pending() -> i64 {
-    10_000
-}
-fn default_batch() -> usize {
-    500
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-/// A validated `source.nats`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NatsSourceSpec {
-    pub server: NatsServerSpec,
-    pub stream: String,
-    pub consumer: String,
-    pub subjects: Vec<String>,
-    pub ack_wait: StdDuration,
-    pub max_ack_pending: i64,
-    pub batch: usize,
-}
-
-impl NatsSourceConfig {
-    pub fn compile(&self, diags: &mut Diagnostics) -> Option<NatsSourceSpec> {
-        let place = "source.nats";
-        let server = NatsServerConfig {
-            url: &self.url,
-            credentials_file: &self.credentials_file,
-            user: &self.user,
-            password: &self.password,
-            token: &self.token,
-            tls: &self.tls,
-            timeout: self.timeout,
-        }
-        .compile(place, diags);
-        let name = |v: &Spanned<String>, key: &str, diags: &mut Diagnostics| {
-            let n = expanded(v, &format!("{place}.{key}"), diags)?;
-            if n.is_empty() || n.contains(['.', '*', '>', ' ', '\t', '/', '\\']) {
-                diags.error(
-                    Some(v.referenced),
-                    format!(
-                        "{place}.{key}: {n:?} is not a JetStream name (no dots, wildcards, slashes or spaces)"
-                    ),
-                );
-                return None;
-            }
-            Some(n)
-        };
-        let stream = name(&self.stream, "stream", diags);
-        let consumer = name(&self.consumer, "consumer", diags);
-        let mut subjects = Vec::new();
-        for s in &self.subjects {
-            if s.value.trim().is_empty() || s.value.contains(char::is_whitespace) {
-                diags.error(
-                    Some(s.referenced),
-                    format!("{place}.subjects: {:?} is not a subject", s.value),
-                );
-            }
-            subjects.push(s.value.clone());
-        }
-        let at = Some(self.url.referenced);
-        if self.ack_wait.0 < StdDuration::from_secs(1) {
-            diags.error(at, format!("{place}.ackWait: must be at least 1s"));
-        }
-        if self.max_ack_pending < 1 {
-            diags.error(at, format!("{place}.maxAckPending: must be at least 1"));
-        }
-        if self.batch == 0 {
-            diags.error(at, format!("{place}.batch: must be at least 1"));
-        }
-        Some(NatsSourceSpec {
-            server: server?,
-            stream: stream?,
-            consumer: consumer?,
-            subjects,
-            ack_wait: self.ack_wait.0,
-            max_ack_pending: self.max_ack_pending,
-            batch: self.batch.max(1),
-        })
-    }
-}
+pub use config::{NatsSourceConfig, NatsSourceSpec};
 
 pub struct NatsSource {
     pub spec: NatsSourceSpec,
@@ -172,7 +49,7 @@ type InFlight = Arc<Mutex<HashMap<u64, Subject>>>;
 impl Source for NatsSource {
     fn position_store(
         &self,
-        _state: &crate::config::StateSpec,
+        _state: &crate::state::StateSpec,
     ) -> Result<Option<Arc<dyn PositionStore>>, StateError> {
         // JetStream keeps the consumer's position.
         Ok(None)

@@ -1,14 +1,13 @@
-//! Counters of a run: [`Stats`] for the whole pipeline, [`ReceiverStats`]
-//! per receiver. Plain atomics on the hot path; `telemetry` reads them when
-//! Prometheus scrapes.
+//! Counters of a run: [`Stats`] for the whole pipeline, [`SourceStats`]
+//! for the source, [`ReceiverStats`] per receiver. Plain atomics on the hot
+//! path, incremented by every stage; `telemetry` reads them when Prometheus
+//! scrapes. A leaf: it imports no other module of the crate.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-
-use crate::source::SourceStats;
 
 /// Counters of a run.
 #[derive(Debug)]
@@ -187,6 +186,46 @@ impl Default for ReceiverStats {
             latency: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             // 1 … 4096 events.
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        }
+    }
+}
+
+/// Counters a source keeps (read by `telemetry` at scrape time).
+#[derive(Debug)]
+pub struct SourceStats {
+    /// Documents read by a backfill.
+    pub backfilled: AtomicU64,
+    /// Positions found lost: resume tokens gone from the oplog (each one
+    /// recovered by backfill), resourceVersions answered 410 Gone (each
+    /// recovered by a relist).
+    pub tokens_lost: AtomicU64,
+    /// Reconnects after transient errors.
+    pub reconnects: AtomicU64,
+    /// Times the source resumed past events it could no longer read (a
+    /// Nomad index fallen out of the broker's buffer): events may be lost.
+    pub gaps: AtomicU64,
+    /// Whether the source is reading now (file open, change stream open).
+    pub connected: std::sync::atomic::AtomicBool,
+    /// Whether a backfill is running now.
+    pub backfilling: std::sync::atomic::AtomicBool,
+    /// Seconds each backfill that ran to its end took (one observation per
+    /// backfill; NVSentinel's buckets, 1s … 1h).
+    pub backfill_duration: Histogram,
+}
+
+/// Upper bounds (seconds) of [`SourceStats::backfill_duration`].
+pub const BACKFILL_BUCKETS: [f64; 9] = [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        Self {
+            backfilled: AtomicU64::new(0),
+            tokens_lost: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            connected: Default::default(),
+            backfilling: Default::default(),
+            backfill_duration: Histogram::new(BACKFILL_BUCKETS),
         }
     }
 }

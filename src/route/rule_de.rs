@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::{PatternValue, RuleConfig, Spanned};
+use super::config::{PatternValue, RuleConfig};
+use crate::config::common::Spanned;
 
 impl<'de> Deserialize<'de> for RuleConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
