@@ -52,7 +52,7 @@ pub fn replay(path: &Path, receiver: &str, dlq: &Path) -> ExitCode {
             }
         };
         let sink = match crate::sink::build(spec, &plugins) {
-            Ok(s) => s,
+            Ok(built) => built.sink,
             Err(e) => {
                 eprintln!("{e}");
                 return None;

@@ -28,7 +28,8 @@ use crate::config::Compiled;
 use crate::mapping::Mapper;
 use crate::plugin::{Plugin, Plugins};
 use crate::route::RouteTree;
-use crate::sink::{self, BuildError, Sink};
+use crate::sink::http::oauth2::TokenSource;
+use crate::sink::{self, BuildError, Built, Sink};
 use crate::sink::{ReceiverSpec, WhenFull};
 use crate::stats::{ReceiverStats, Stats};
 use crate::telemetry::ReceiverView;
@@ -92,7 +93,8 @@ struct Running {
     /// SHA-256 of every plugin file it uses (sink and transforms).
     digests: Vec<[u8; 32]>,
     queue: Queue,
-    sink: Arc<dyn Sink>,
+    /// Its OAuth2 token source, if any (for metrics).
+    tokens: Option<Arc<TokenSource>>,
     plugins: Vec<Arc<Plugin>>,
     handle: ReceiverHandle,
     /// Its disk buffer, if it has one.
@@ -136,7 +138,7 @@ impl Topology {
         struct Plan {
             spec: ReceiverSpec,
             digests: Vec<[u8; 32]>,
-            built: Option<(Arc<dyn Sink>, Chain)>,
+            built: Option<(Built, Chain)>,
             /// A new receiver's disk buffer, opened.
             opened: Option<buffer::Opened>,
         }
@@ -163,7 +165,7 @@ impl Topology {
                 None
             } else {
                 let sink = match given {
-                    Some(sink) => sink,
+                    Some(sink) => Built::plain(sink),
                     None => sink::build(spec, plugins)?,
                 };
                 Some((sink, Chain::new(&spec.transforms, plugins)))
@@ -193,12 +195,12 @@ impl Topology {
             let old = previous.remove(&plan.spec.name);
             let running = match (plan.built, old) {
                 (None, Some(old)) => old,
-                (Some((sink, transforms)), Some(old)) => {
+                (Some((built, transforms)), Some(old)) => {
                     info!(receiver = %plan.spec.name, "receiver changed; its new settings apply from now on");
-                    self.update(old, plan.spec, plan.digests, sink, transforms)
+                    self.update(old, plan.spec, plan.digests, built, transforms)
                 }
-                (Some((sink, transforms)), None) => {
-                    self.start(plan.spec, plan.digests, sink, transforms, plan.opened)
+                (Some((built, transforms)), None) => {
+                    self.start(plan.spec, plan.digests, built, transforms, plan.opened)
                 }
                 (None, None) => unreachable!("unchanged means it was running"),
             };
@@ -222,11 +224,11 @@ impl Topology {
         &self,
         spec: ReceiverSpec,
         digests: Vec<[u8; 32]>,
-        sink: Arc<dyn Sink>,
+        built: Built,
         transforms: Chain,
         opened: Option<buffer::Opened>,
     ) -> Running {
-        let plugins = plugins_of(&sink, &transforms);
+        let plugins = plugins_of(&built, &transforms);
         let stats = Arc::<ReceiverStats>::default();
         // The receiver task's queue, and the tracker it finishes events in.
         let (task_tx, task_rx) = mpsc::channel(spec.queue.max_events);
@@ -253,7 +255,7 @@ impl Topology {
         };
         let (task, handle) = ReceiverTask::new(
             &spec,
-            sink.clone(),
+            built.sink,
             transforms,
             task_rx,
             tracker,
@@ -265,7 +267,7 @@ impl Topology {
             queue: self.queue(&spec, tx, stats),
             spec,
             digests,
-            sink,
+            tokens: built.tokens,
             plugins,
             handle,
             disk,
@@ -298,10 +300,10 @@ impl Topology {
         old: Running,
         spec: ReceiverSpec,
         digests: Vec<[u8; 32]>,
-        sink: Arc<dyn Sink>,
+        built: Built,
         transforms: Chain,
     ) -> Running {
-        let plugins = plugins_of(&sink, &transforms);
+        let plugins = plugins_of(&built, &transforms);
         let (task_tx, task_rx) = mpsc::channel(spec.queue.max_events);
         let tx = match &old.disk {
             None => task_tx,
@@ -314,14 +316,14 @@ impl Topology {
                 tx
             }
         };
-        old.handle.update(&spec, sink.clone(), transforms, task_rx);
+        old.handle.update(&spec, built.sink, transforms, task_rx);
         let mut queue = self.queue(&spec, tx, old.queue.stats);
         queue.name = old.queue.name;
         Running {
             queue,
             spec,
             digests,
-            sink,
+            tokens: built.tokens,
             plugins,
             handle: old.handle,
             disk: old.disk,
@@ -337,7 +339,7 @@ impl Topology {
                 name: r.queue.name.clone(),
                 disk_buffer: r.disk.is_some(),
                 stats: r.queue.stats.clone(),
-                sink: r.sink.clone(),
+                tokens: r.tokens.clone(),
                 plugins: r.plugins.clone(),
             })
             .collect();
@@ -354,8 +356,8 @@ impl Topology {
 }
 
 /// The plugins a receiver uses (for metrics).
-fn plugins_of(sink: &Arc<dyn Sink>, transforms: &Chain) -> Vec<Arc<Plugin>> {
-    let mut plugins: Vec<_> = sink.plugin().cloned().into_iter().collect();
+fn plugins_of(built: &Built, transforms: &Chain) -> Vec<Arc<Plugin>> {
+    let mut plugins: Vec<_> = built.plugin.iter().cloned().collect();
     plugins.extend(transforms.plugins().cloned());
     plugins
 }

@@ -30,12 +30,13 @@ use crate::BoxFuture;
 use crate::config::common::{Diagnostics, Spanned};
 use crate::deadletter::DeadLetterConfig;
 use crate::event::Event;
-use crate::plugin::PluginSpec;
+use crate::plugin::{Plugin, PluginSpec};
 use crate::transform::TransformConfig;
 pub use config::{
     BatchSpec, BufferConfig, BufferSpec, BufferType, QueueConfig, QueueSpec, ReceiverSpec,
     RetryConfig, WhenFull,
 };
+use http::oauth2::TokenSource;
 
 pub use file::FileSink;
 pub use stdout::StdoutSink;
@@ -309,16 +310,27 @@ pub trait Sink: Send + Sync {
     fn wants_json(&self) -> bool {
         false
     }
+}
 
-    /// The OAuth2 token source, for receivers that use one (its counters
-    /// become metrics).
-    fn tokens(&self) -> Option<&Arc<http::oauth2::TokenSource>> {
-        None
-    }
+/// A receiver's sink as [`build`] made it, with the parts of it that the
+/// topology keeps for telemetry.
+pub struct Built {
+    pub sink: Arc<dyn Sink>,
+    /// Its OAuth2 token source (`http` and `webhook` with `oauth2`), whose
+    /// counters become metrics.
+    pub tokens: Option<Arc<TokenSource>>,
+    /// The plugin that delivers (`wasm`), whose counters become metrics.
+    pub plugin: Option<Arc<Plugin>>,
+}
 
-    /// The WebAssembly plugin delivering, for `wasm` receivers.
-    fn plugin(&self) -> Option<&Arc<crate::plugin::Plugin>> {
-        None
+impl Built {
+    /// A sink with no parts to show (one a test gives the pipeline).
+    pub fn plain(sink: Arc<dyn Sink>) -> Self {
+        Self {
+            sink,
+            tokens: None,
+            plugin: None,
+        }
     }
 }
 
@@ -332,40 +344,48 @@ pub struct BuildError {
 
 /// Builds the sink for a receiver; a `wasm` receiver's plugin comes from
 /// `plugins` (loaded by [`crate::plugin::Plugins::load`]).
-pub fn build(
-    spec: &ReceiverSpec,
-    plugins: &crate::plugin::Plugins,
-) -> Result<Arc<dyn Sink>, BuildError> {
+pub fn build(spec: &ReceiverSpec, plugins: &crate::plugin::Plugins) -> Result<Built, BuildError> {
+    let fail = |reason: String| BuildError {
+        receiver: spec.name.clone(),
+        reason,
+    };
     Ok(match &spec.kind {
-        ReceiverKind::Stdout => Arc::new(StdoutSink::new()),
+        ReceiverKind::Stdout => Built::plain(Arc::new(StdoutSink::new())),
         ReceiverKind::File {
             path,
             max_size,
             max_files,
-        } => Arc::new(FileSink::new(path.clone(), *max_size, *max_files)),
-        ReceiverKind::Http(h) => Arc::new(http::HttpSink::new(h).map_err(|reason| BuildError {
-            receiver: spec.name.clone(),
-            reason,
-        })?),
-        ReceiverKind::Wasm(p) => {
-            Arc::new(WasmSink::new(plugins.get(&p.place).ok_or_else(|| {
-                BuildError {
-                    receiver: spec.name.clone(),
-                    reason: format!("plugin {} was not loaded", p.path.display()),
-                }
-            })?))
+        } => Built::plain(Arc::new(FileSink::new(path.clone(), *max_size, *max_files))),
+        ReceiverKind::Http(h) => {
+            let sink = http::HttpSink::new(h).map_err(fail)?;
+            let tokens = sink.tokens().cloned();
+            Built {
+                tokens,
+                ..Built::plain(Arc::new(sink))
+            }
         }
-        ReceiverKind::Nats(n) => Arc::new(nats::NatsSink::new(n)),
-        ReceiverKind::Amqp(a) => Arc::new(amqp::AmqpSink::new(a)),
-        ReceiverKind::Redis(r) => Arc::new(self::redis::RedisSink::new(r)),
-        ReceiverKind::Mqtt(m) => Arc::new(mqtt::MqttSink::new(m)),
-        ReceiverKind::Kafka(k) => Arc::new(kafka::KafkaSink::new(k)),
         ReceiverKind::Webhook(w) => {
-            Arc::new(webhook::WebhookSink::new(w).map_err(|reason| BuildError {
-                receiver: spec.name.clone(),
-                reason,
-            })?)
+            let sink = webhook::WebhookSink::new(w).map_err(fail)?;
+            let tokens = sink.tokens().cloned();
+            Built {
+                tokens,
+                ..Built::plain(Arc::new(sink))
+            }
         }
+        ReceiverKind::Wasm(p) => {
+            let plugin = plugins
+                .get(&p.place)
+                .ok_or_else(|| fail(format!("plugin {} was not loaded", p.path.display())))?;
+            Built {
+                plugin: Some(plugin.clone()),
+                ..Built::plain(Arc::new(WasmSink::new(plugin)))
+            }
+        }
+        ReceiverKind::Nats(n) => Built::plain(Arc::new(nats::NatsSink::new(n))),
+        ReceiverKind::Amqp(a) => Built::plain(Arc::new(amqp::AmqpSink::new(a))),
+        ReceiverKind::Redis(r) => Built::plain(Arc::new(self::redis::RedisSink::new(r))),
+        ReceiverKind::Mqtt(m) => Built::plain(Arc::new(mqtt::MqttSink::new(m))),
+        ReceiverKind::Kafka(k) => Built::plain(Arc::new(kafka::KafkaSink::new(k))),
     })
 }
 

@@ -22,10 +22,6 @@ impl WasmSink {
 }
 
 impl Sink for WasmSink {
-    fn plugin(&self) -> Option<&Arc<Plugin>> {
-        Some(&self.plugin)
-    }
-
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let events: Vec<_> = items.iter().map(|i| to_wit(&i.event)).collect();

@@ -439,7 +439,7 @@ fn receivers(e: &mut DescriptorEncoder, live: &Live) -> Result {
     )?;
     let tokens: Vec<_> = rs
         .iter()
-        .filter_map(|r| r.sink.tokens().map(|t| (&*r.name, t)))
+        .filter_map(|r| r.tokens.as_ref().map(|t| (&*r.name, t)))
         .collect();
     for (name, help, field) in [
         (

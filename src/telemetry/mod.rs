@@ -24,7 +24,7 @@ pub use server::{ServeError, serve};
 
 use crate::plugin::Plugin;
 use crate::route::RouteTree;
-use crate::sink::Sink;
+use crate::sink::http::oauth2::TokenSource;
 use crate::stats::{ReceiverStats, Stats};
 
 /// The running pipeline as metrics see it; the pipeline publishes it
@@ -56,7 +56,8 @@ pub struct ReceiverView {
     /// It has a disk buffer (its `buffer_*` stats mean something).
     pub disk_buffer: bool,
     pub stats: Arc<ReceiverStats>,
-    pub sink: Arc<dyn Sink>,
+    /// Its OAuth2 token source, if any.
+    pub tokens: Option<Arc<TokenSource>>,
     pub plugins: Vec<Arc<Plugin>>,
 }
 

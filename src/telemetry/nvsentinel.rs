@@ -64,7 +64,7 @@ pub(super) fn encode(e: &mut DescriptorEncoder, live: &Live) -> Result {
     let token_failures: u64 = live
         .receivers
         .iter()
-        .filter_map(|r| r.sink.tokens())
+        .filter_map(|r| r.tokens.as_ref())
         .map(|t| load(&t.failures))
         .sum();
     counter(

@@ -139,11 +139,14 @@ fn header_map(headers: &[(String, Secret)]) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
-impl Sink for HttpSink {
-    fn tokens(&self) -> Option<&Arc<TokenSource>> {
+impl HttpSink {
+    /// Its OAuth2 token source, if it has one.
+    pub fn tokens(&self) -> Option<&Arc<TokenSource>> {
         self.transport.tokens()
     }
+}
 
+impl Sink for HttpSink {
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             match self.mode {

@@ -120,11 +120,14 @@ impl WebhookSink {
     }
 }
 
-impl Sink for WebhookSink {
-    fn tokens(&self) -> Option<&Arc<super::http::oauth2::TokenSource>> {
+impl WebhookSink {
+    /// Its OAuth2 token source, if it has one.
+    pub fn tokens(&self) -> Option<&Arc<super::http::oauth2::TokenSource>> {
         self.transport.tokens()
     }
+}
 
+impl Sink for WebhookSink {
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             for item in items {
