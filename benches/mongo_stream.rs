@@ -12,7 +12,7 @@
 //!
 //! Uses `SWITCHYARD_TEST_MONGODB_URI` when set, else starts its own mongod.
 
-#[path = "../tests/support/mongo.rs"]
+#[path = "../tests/it/support/mongo.rs"]
 mod mongo;
 
 use std::io::{BufRead, BufReader, Seek};

@@ -1,5 +1,5 @@
 //! Throughput of `source.kubernetes`, end to end through the release
-//! binary, against the in-process API server replica (tests/support/kube.rs):
+//! binary, against the in-process API server replica (tests/it/support/kube.rs):
 //!
 //! - `list`: 50,000 Events exist when the exporter starts; timed from its
 //!   start until the file receiver holds all of them (paged list, mapping,
@@ -13,7 +13,7 @@
 //!
 //!   cargo bench --bench source_kubernetes [-- RUNS [CASE…]]   CASE: list, watch
 
-#[path = "../tests/support/kube.rs"]
+#[path = "../tests/it/support/kube.rs"]
 #[allow(dead_code)]
 mod kube;
 

@@ -1,5 +1,5 @@
 //! Mapping tests over the shared NVSentinel sample documents. The whole
-//! sample set is also covered by the golden test in `tests/mapping_golden.rs`.
+//! sample set is also covered by the golden test in `tests/it/config/mapping_golden.rs`.
 
 use serde_json::{Map, Value, json};
 
