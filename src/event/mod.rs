@@ -87,19 +87,62 @@ pub fn to_value(event: &Event) -> serde_json::Value {
 /// Formats like Go's `time.RFC3339Nano` in UTC, as NVSentinel does:
 /// nanoseconds with trailing zeros removed, `Z` suffix.
 pub fn rfc3339_nano(t: &DateTime<Utc>) -> String {
-    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    // In a leap second chrono counts the nanoseconds past 1e9 (and `%S`
-    // says 60): the fraction is what is past the second.
-    let nanos = t.timestamp_subsec_nanos() % 1_000_000_000;
-    if nanos > 0 {
-        let mut frac = format!("{nanos:09}");
-        while frac.ends_with('0') {
-            frac.pop();
-        }
-        let _ = write!(s, ".{frac}");
-    }
-    s.push('Z');
+    let mut s = String::with_capacity(30);
+    push_rfc3339_nano(t, &mut s);
     s
+}
+
+/// [`rfc3339_nano`] appended to `out`. Every event's time goes through
+/// here, so the digits are written directly rather than through chrono's
+/// `format` (which interprets its format string on each call).
+pub fn push_rfc3339_nano(t: &DateTime<Utc>, out: &mut String) {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        // Not RFC 3339 (see `rfc3339_writes`); written as chrono does.
+        let _ = write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S"));
+    } else {
+        // In a leap second chrono counts the nanoseconds past 1e9 and
+        // `second()` stays at 59: the second written is 60.
+        let leap = t.nanosecond() >= 1_000_000_000;
+        let mut digits = [0u8; 19];
+        let mut put = |at: usize, value: u32, width: usize| {
+            let mut v = value;
+            for i in (0..width).rev() {
+                digits[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, year as u32, 4);
+        put(5, t.month(), 2);
+        put(8, t.day(), 2);
+        put(11, t.hour(), 2);
+        put(14, t.minute(), 2);
+        put(17, t.second() + u32::from(leap), 2);
+        digits[4] = b'-';
+        digits[7] = b'-';
+        digits[10] = b'T';
+        digits[13] = b':';
+        digits[16] = b':';
+        out.push_str(std::str::from_utf8(&digits).expect("ASCII digits"));
+    }
+    // The fraction is what is past the second (a leap second's too).
+    let mut nanos = t.timestamp_subsec_nanos() % 1_000_000_000;
+    if nanos > 0 {
+        let mut width = 9;
+        while nanos % 10 == 0 {
+            nanos /= 10;
+            width -= 1;
+        }
+        let mut frac = [0u8; 10];
+        frac[0] = b'.';
+        for i in (1..=width).rev() {
+            frac[i] = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        out.push_str(std::str::from_utf8(&frac[..=width]).expect("ASCII digits"));
+    }
+    out.push('Z');
 }
 
 /// Whether RFC 3339 can write `t`: its years have four digits (0000–9999).
@@ -112,6 +155,57 @@ pub fn rfc3339_writes(t: &DateTime<Utc>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The old formatting, through chrono: what [`rfc3339_nano`] must equal.
+    fn by_chrono(t: &DateTime<Utc>) -> String {
+        let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let nanos = t.timestamp_subsec_nanos() % 1_000_000_000;
+        if nanos > 0 {
+            let mut frac = format!("{nanos:09}");
+            while frac.ends_with('0') {
+                frac.pop();
+            }
+            let _ = write!(s, ".{frac}");
+        }
+        s.push('Z');
+        s
+    }
+
+    #[test]
+    fn direct_digits_equal_chronos_formatting() {
+        // A spread of times over years 0000–9999 and beyond, with every
+        // fraction width, and leap seconds.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000u64 {
+            let secs = (next() % 400_000_000_000) as i64 - 62_167_219_200;
+            let nanos = match i % 4 {
+                0 => 0,
+                1 => (next() % 1000) as u32 * 1_000_000,
+                2 => (next() % 1_000_000) as u32 * 1000,
+                _ => (next() % 1_000_000_000) as u32,
+            };
+            let t = DateTime::from_timestamp(secs, nanos).unwrap();
+            assert_eq!(rfc3339_nano(&t), by_chrono(&t), "{secs} {nanos}");
+        }
+        for text in [
+            "2016-12-31T23:59:60Z",
+            "2016-12-31T23:59:60.5Z",
+            "1990-12-31T23:59:60.000000001Z",
+        ] {
+            let t = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            assert_eq!(rfc3339_nano(&t), by_chrono(&t), "{text}");
+        }
+        let far = DateTime::from_timestamp(1_796_677_958_436, 120).unwrap();
+        assert_eq!(rfc3339_nano(&far), by_chrono(&far));
+    }
 
     #[test]
     fn time_in_go_rfc3339nano_form() {
