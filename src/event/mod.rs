@@ -130,7 +130,7 @@ pub fn push_rfc3339_nano(t: &DateTime<Utc>, out: &mut String) {
     let mut nanos = t.timestamp_subsec_nanos() % 1_000_000_000;
     if nanos > 0 {
         let mut width = 9;
-        while nanos % 10 == 0 {
+        while nanos.is_multiple_of(10) {
             nanos /= 10;
             width -= 1;
         }
