@@ -97,6 +97,8 @@ async fn metrics_show_what_happened() {
         if done("switchyard_receiver_events_delivered_total", "out") == Some(to_out)
             && done("switchyard_receiver_events_dead_lettered_total", "fatal") == Some(to_fatal)
             && s.find("switchyard_events_in_flight", &[]) == Some(0.0)
+            // The position is saved every flushInterval (50ms) after that.
+            && s.find("switchyard_source_positions_saved_total", &[]) >= Some(1.0)
         {
             break s;
         }
