@@ -152,6 +152,17 @@ pub fn rfc3339_writes(t: &DateTime<Utc>) -> bool {
     (0..=9999).contains(&t.year())
 }
 
+/// An RFC 3339 time read into UTC, when UTC can write it again: an offset
+/// can carry a time written in year 0000 or 9999 out of those years
+/// (`0000-01-01T00:30:00+01:00` is in the year −1 in UTC), and such a time
+/// is not one a CloudEvent can carry.
+pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+        .filter(rfc3339_writes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

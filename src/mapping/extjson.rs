@@ -23,13 +23,9 @@ pub fn id_text(v: &Value) -> Option<String> {
 /// a plain RFC 3339 string.
 pub fn date(v: &Value) -> Option<DateTime<Utc>> {
     let date = match v {
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|d| d.with_timezone(&Utc)),
+        Value::String(s) => crate::event::parse_rfc3339(s),
         Value::Object(m) => match m.get("$date")? {
-            Value::String(s) => DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|d| d.with_timezone(&Utc)),
+            Value::String(s) => crate::event::parse_rfc3339(s),
             Value::Number(n) => DateTime::from_timestamp_millis(n.as_i64()?),
             Value::Object(inner) => {
                 let ms = inner.get("$numberLong")?.as_str()?.parse().ok()?;

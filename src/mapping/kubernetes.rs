@@ -92,10 +92,7 @@ pub fn occurrence(event: &Value) -> u64 {
 }
 
 fn time_at(v: &Value, pointer: &str) -> Option<DateTime<Utc>> {
-    let s = v.pointer(pointer)?.as_str()?;
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    crate::event::parse_rfc3339(v.pointer(pointer)?.as_str()?)
 }
 
 /// When the Event last happened: `series.lastObservedTime`,

@@ -83,8 +83,7 @@ impl Mapper {
             Profile::Nvsentinel => nvsentinel::map(record, &self.metadata, self.enums)?,
             Profile::Raw => raw::map(record)?,
             Profile::KubernetesEvent => kubernetes::map(record, &self.metadata)?,
-            Profile::Cloudevents => serde_json::from_slice::<Event>(record)
-                .map_err(|e| MapError::new(None, format!("not a structured CloudEvent: {e}")))?,
+            Profile::Cloudevents => cloudevent(record)?,
             Profile::Nomad => nomad::map(record, &self.metadata)?,
         };
         self.apply_overrides(&mut event)?;
@@ -109,6 +108,24 @@ impl Mapper {
         }
         Ok(())
     }
+}
+
+/// The `cloudevents` profile: the record is a structured-mode CloudEvent,
+/// whose time must still be one RFC 3339 writes in UTC.
+fn cloudevent(record: &[u8]) -> Result<Event, MapError> {
+    use cloudevents::AttributesReader;
+    let event = serde_json::from_slice::<Event>(record)
+        .map_err(|e| MapError::new(None, format!("not a structured CloudEvent: {e}")))?;
+    if event
+        .time()
+        .is_some_and(|t| !crate::event::rfc3339_writes(t))
+    {
+        return Err(MapError::new(
+            Some(event.id().to_owned()),
+            "its time is outside the years 0000 to 9999 in UTC (RFC 3339 cannot write it)",
+        ));
+    }
+    Ok(event)
 }
 
 fn event_id(event: &Event) -> String {

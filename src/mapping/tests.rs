@@ -164,6 +164,33 @@ fn time_falls_back_to_created_at_then_now() {
     assert!(*ev.time().unwrap() >= before);
 }
 
+/// An offset can carry a time written in year 0000 or 9999 out of those
+/// years in UTC, where RFC 3339 cannot write it (the mapping fuzzer's find):
+/// a CloudEvent record with one is refused, a Kubernetes Event's such time
+/// is passed over like an unreadable one.
+#[test]
+fn a_time_outside_rfc_3339_years_in_utc_is_not_carried() {
+    let ce = Mapper::new(Profile::Cloudevents, Map::new(), Overrides::default());
+    for time in ["0000-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"] {
+        let record =
+            format!(r#"{{"specversion":"1.0","id":"a","source":"b","type":"c","time":"{time}"}}"#);
+        let err = ce.map(record.as_bytes()).unwrap_err();
+        assert_eq!(err.id.as_deref(), Some("a"));
+        assert!(
+            err.reason.contains("outside the years 0000 to 9999"),
+            "{err}"
+        );
+    }
+    let inside = r#"{"specversion":"1.0","id":"a","source":"b","type":"c","time":"0000-01-01T01:30:00+01:00"}"#;
+    let ev = to_json(&ce.map(inside.as_bytes()).unwrap());
+    assert_eq!(ev["time"], "0000-01-01T00:30:00Z");
+
+    let k8s = Mapper::new(Profile::KubernetesEvent, metadata(), Overrides::default());
+    let record = r#"{"metadata":{"uid":"u","creationTimestamp":"2026-11-20T10:00:00Z"},"involvedObject":{"kind":"Pod"},"lastTimestamp":"0000-01-01T00:30:00+01:00"}"#;
+    let ev = to_json(&k8s.map(record.as_bytes()).unwrap());
+    assert_eq!(ev["time"], "2026-11-20T10:00:00Z");
+}
+
 #[test]
 fn gpu_uuid_entity_is_lifted_like_nvsentinel_does() {
     let doc = r#"{"_id":{"$oid":"ad"},"healthevent":{"nodename":"n","entitiesimpacted":[{"entitytype":"GPU_UUID","entityvalue":"GPU-1"}]}}"#;

@@ -83,12 +83,19 @@ pub fn check(event: &Value, mode: Mode) -> Result<(), String> {
         })?;
     }
     if let Some(time) = text("time")? {
-        chrono::DateTime::parse_from_rfc3339(time).map_err(|_| {
+        let t = chrono::DateTime::parse_from_rfc3339(time).map_err(|_| {
             fault(
                 "time",
                 format!("{time:?} is not an RFC 3339 timestamp (like 2026-12-02T13:00:00Z)"),
             )
         })?;
+        // Sent on in UTC, where RFC 3339 must still be able to write it.
+        if !crate::event::rfc3339_writes(&t.with_timezone(&chrono::Utc)) {
+            return Err(fault(
+                "time",
+                format!("{time:?} is outside the years 0000 to 9999 in UTC"),
+            ));
+        }
     }
     // As the SDK reads data: `null` counts as present here.
     match (attributes.get("data"), attributes.get("data_base64")) {

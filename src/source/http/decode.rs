@@ -396,6 +396,10 @@ mod tests {
                 "time: \"yesterday\" is not an RFC 3339 timestamp (like 2026-12-02T13:00:00Z)",
             ),
             (
+                &format!(r#"{{{OK},"time":"0000-01-01T00:30:00+01:00"}}"#),
+                "time: \"0000-01-01T00:30:00+01:00\" is outside the years 0000 to 9999 in UTC",
+            ),
+            (
                 &format!(r#"{{{OK},"data_base64":"!!!!"}}"#),
                 "data_base64: not base64 (invalid symbol '!' at offset 0)",
             ),
