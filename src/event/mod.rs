@@ -79,6 +79,78 @@ impl Serialize for Structured<'_> {
     }
 }
 
+/// An event on its way to receivers: its structured-mode JSON (as
+/// [`write_json`] writes it), written once and shared by every receiver the
+/// event reaches — what most receivers send, what batches are measured and
+/// disk buffers filled with — and the SDK event, kept only when a receiver
+/// reads its attributes or data (else read back from the JSON the first
+/// time something asks for it, so a queue holds bytes, not a DOM).
+#[derive(Debug)]
+pub struct Encoded {
+    json: bytes::Bytes,
+    event: std::sync::OnceLock<Event>,
+}
+
+thread_local! {
+    /// Where [`Encoded::new`] writes, so the JSON kept is allocated once at
+    /// its exact size.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Encoded {
+    /// Encodes `event`, keeping it too when `keep` (a receiver reads it).
+    pub fn new(event: Event, keep: bool) -> Self {
+        let json = SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            write_json(&event, buf);
+            let json = bytes::Bytes::copy_from_slice(buf);
+            // A huge event does not keep its buffer's size for the thread.
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            json
+        });
+        let kept = std::sync::OnceLock::new();
+        if keep {
+            let _ = kept.set(event);
+        }
+        Self { json, event: kept }
+    }
+
+    /// An event with its JSON, as read back from it (a disk buffer).
+    pub fn with_json(event: Event, json: bytes::Bytes) -> Self {
+        Self {
+            json,
+            event: std::sync::OnceLock::from(event),
+        }
+    }
+
+    /// The structured-mode JSON (no newline).
+    pub fn json(&self) -> &bytes::Bytes {
+        &self.json
+    }
+
+    /// The event: kept, or read back from the JSON once.
+    pub fn event(&self) -> &Event {
+        self.event.get_or_init(|| {
+            // The JSON was written from an event: it reads back as that
+            // event (`fuzz::mapping` checks it for every profile).
+            serde_json::from_slice(&self.json).expect("an encoded event reads back")
+        })
+    }
+
+    /// The event, owned: taken when this is its last reference.
+    pub fn into_event(self: std::sync::Arc<Self>) -> Event {
+        match std::sync::Arc::try_unwrap(self) {
+            Ok(mut encoded) => match encoded.event.take() {
+                Some(event) => event,
+                None => serde_json::from_slice(&encoded.json).expect("an encoded event reads back"),
+            },
+            Err(shared) => shared.event().clone(),
+        }
+    }
+}
+
 /// The event as a JSON value, as [`write_json`] writes it.
 pub fn to_value(event: &Event) -> serde_json::Value {
     serde_json::to_value(Structured(event)).expect("CloudEvent serialises to JSON")
@@ -261,5 +333,33 @@ mod tests {
         // The SDK reads it back as the same event.
         let back: Event = serde_json::from_value(to_value(&event)).unwrap();
         assert_eq!(back, event);
+    }
+
+    /// An encoded event is its JSON once; the event is kept when asked, and
+    /// otherwise read back from the JSON as the same event.
+    #[test]
+    fn encoded_keeps_the_json_and_gives_the_event_back() {
+        let event = EventBuilderV10::new()
+            .id("1")
+            .ty("t")
+            .source("s")
+            .time(DateTime::from_timestamp(1790812800, 120_000_000).unwrap())
+            .extension("alpha", 3i64)
+            .data("application/json", serde_json::json!({"a": [1, "b"]}))
+            .build()
+            .unwrap();
+        let mut json = Vec::new();
+        write_json(&event, &mut json);
+        for keep in [true, false] {
+            let encoded = std::sync::Arc::new(Encoded::new(event.clone(), keep));
+            assert_eq!(encoded.json()[..], json[..]);
+            assert_eq!(encoded.event.get().is_some(), keep, "kept only when asked");
+            assert_eq!(*encoded.event(), event);
+            let shared = encoded.clone();
+            assert_eq!(shared.into_event(), event, "a shared one is cloned");
+            assert_eq!(encoded.into_event(), event, "the last one is taken");
+        }
+        let read = Encoded::with_json(event.clone(), json.clone().into());
+        assert_eq!((read.event(), &read.json()[..]), (&event, &json[..]));
     }
 }

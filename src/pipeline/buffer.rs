@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::{Queued, Tracker};
-use crate::event::Event;
+use crate::event::{Encoded, Event};
 use crate::journal::{self, Lines, lines::Chunk};
 use crate::sink::WhenFull;
 use crate::source::{Done, Position};
@@ -271,7 +271,7 @@ impl Writer {
             let mut bytes = Vec::with_capacity(batch.len() * 1024);
             let mut ends = Vec::with_capacity(batch.len());
             for q in &batch {
-                crate::event::write_json(&q.event, &mut bytes);
+                bytes.extend_from_slice(q.event.json());
                 bytes.push(b'\n');
                 ends.push(bytes.len());
             }
@@ -457,7 +457,7 @@ async fn read(
             }
             counters.queued.fetch_add(1, Ordering::Relaxed);
             let queued = Queued {
-                event: Arc::new(event),
+                event: Arc::new(Encoded::with_json(event, line.into())),
                 seq,
                 span: None,
             };

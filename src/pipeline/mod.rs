@@ -30,7 +30,7 @@ use tracing::{info, warn};
 pub use ack::Tracker;
 
 use crate::config::Compiled;
-use crate::event::Event;
+use crate::event::Encoded;
 use crate::plugin::Plugins;
 use crate::sink;
 use crate::source::{self, SourceContext, SourceError};
@@ -44,7 +44,8 @@ use topology::Topology;
 
 /// An event in a receiver's queue.
 pub struct Queued {
-    pub event: Arc<Event>,
+    /// Encoded once, shared by every receiver it goes to.
+    pub event: Arc<Encoded>,
     pub seq: u64,
     /// Its `process_event` span, when tracing.
     pub span: Option<Arc<EventSpan>>,

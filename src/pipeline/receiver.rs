@@ -22,7 +22,7 @@ use tracing::{error, warn};
 use super::retry::Backoff;
 use super::{Queued, ack::Tracker};
 use crate::deadletter::DeadLetters;
-use crate::event::{AttributesReader, Event};
+use crate::event::{AttributesReader, Encoded, Event};
 use crate::sink::{BatchSpec, ReceiverSpec, RetryConfig};
 use crate::sink::{Delivery, Item, Sink};
 use crate::stats::{ReceiverStats, Stats};
@@ -253,26 +253,16 @@ impl ReceiverTask {
         }
     }
 
-    fn item(&self, event: Arc<Event>, seq: u64, span: Option<Arc<EventSpan>>) -> Ready {
-        let json = self.shared.settings().sink.wants_json().then(|| {
-            let mut buf = Vec::with_capacity(1024);
-            crate::event::write_json(&event, &mut buf);
-            buf
-        });
-        let trace = None;
-        (Item { event, json, trace }, seq, span)
-    }
-
     /// Turns a queued event into ready items: itself, or what this
     /// receiver's transforms make of it (none: finished at once; several:
     /// the record waits for each).
     async fn take(&mut self, queued: Queued) {
         if self.transforms.is_empty() {
-            let item = self.item(queued.event, queued.seq, queued.span);
-            self.ready.push_back(item);
+            let item = Item::new(queued.event);
+            self.ready.push_back((item, queued.seq, queued.span));
             return;
         }
-        let event = Arc::unwrap_or_clone(queued.event);
+        let event = queued.event.into_event();
         let events = self.transforms.apply(event, &self.shared.stats).await;
         match events.len() {
             0 => self.shared.tracker.finish(&[queued.seq]),
@@ -280,9 +270,11 @@ impl ReceiverTask {
                 if n > 1 {
                     self.shared.tracker.extend(queued.seq, n as u32 - 1);
                 }
+                let keep = self.shared.settings().sink.wants_event();
                 for event in events {
-                    let item = self.item(Arc::new(event), queued.seq, queued.span.clone());
-                    self.ready.push_back(item);
+                    let item = Item::new(Arc::new(Encoded::new(event, keep)));
+                    self.ready
+                        .push_back((item, queued.seq, queued.span.clone()));
                 }
             }
         }
@@ -310,7 +302,7 @@ impl ReceiverTask {
         let deadline = tokio::time::Instant::now() + self.batch.max_wait;
         // Bytes as a batch body counts them: `[`, then each event and its
         // `,` or closing `]`.
-        let encoded = |item: &Item| item.json.as_ref().map_or(0, Vec::len) as u64 + 1;
+        let encoded = |item: &Item| item.json().len() as u64 + 1;
         let mut bytes = 1 + encoded(&first.0);
         let mut batch = Batch {
             items: vec![first.0],
@@ -360,14 +352,6 @@ impl Shared {
                 // Reloaded: the new retry policy starts from its beginning.
                 backoff = Backoff::new(&current.retry);
                 settings = current;
-            }
-            if settings.sink.wants_json() {
-                // Taken from the queue for a sink that did not want JSON.
-                for item in items.iter_mut().filter(|i| i.json.is_none()) {
-                    let mut buf = Vec::with_capacity(1024);
-                    crate::event::write_json(&item.event, &mut buf);
-                    item.json = Some(buf);
-                }
             }
             if let Some(t) = &mut trace {
                 t.attempt(attempts, &mut items);
@@ -505,11 +489,11 @@ impl Shared {
         let name = &settings.name;
         let Some(dead_letters) = &settings.dead_letters else {
             for item in items {
-                error!(receiver = %name, event_id = %item.event.id(), %reason, "event not delivered and no deadLetter configured; it is lost");
+                error!(receiver = %name, event_id = %item.event().id(), %reason, "event not delivered and no deadLetter configured; it is lost");
             }
             return;
         };
-        let events: Vec<&Event> = items.iter().map(|i| &*i.event).collect();
+        let events: Vec<&Event> = items.iter().map(Item::event).collect();
         let mut backoff = Backoff::new(&settings.retry);
         // The events stay unfinished until they are safely in the file.
         while let Err(e) = dead_letters

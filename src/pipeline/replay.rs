@@ -2,6 +2,7 @@
 //! receiver again, with its batch size and retry policy.
 
 use crate::deadletter::Entry;
+use crate::event::Encoded;
 use crate::sink::{Delivery, Item, ReceiverSpec, Sink};
 
 /// What a replay did.
@@ -24,19 +25,7 @@ pub async fn replay(spec: &ReceiverSpec, sink: &dyn Sink, entries: Vec<Entry>) -
             .collect();
         let items: Vec<Item> = chunk
             .iter()
-            .map(|e| {
-                let event = std::sync::Arc::new(e.event.clone());
-                let json = sink.wants_json().then(|| {
-                    let mut buf = Vec::new();
-                    crate::event::write_json(&event, &mut buf);
-                    buf
-                });
-                Item {
-                    event,
-                    json,
-                    trace: None,
-                }
-            })
+            .map(|e| Item::new(std::sync::Arc::new(Encoded::new(e.event.clone(), true))))
             .collect();
         let mut backoff = super::retry::Backoff::new(&spec.retry);
         let mut attempts = 0;

@@ -1,27 +1,41 @@
 //! The router: takes records from the source as the in-flight window has
-//! room, maps each into an event, runs the global transforms, routes it
-//! through the tree and puts it in the queue of every receiver it reaches;
-//! between two batches it switches to a reloaded configuration.
+//! room and hands them, a batch at a time, to mapping tasks that run on
+//! every core — each maps its records into events, runs the global
+//! transforms and routes them through the tree. The router takes the
+//! mapped batches back in the order it handed them out, registers each
+//! record with the tracker and puts its events in the queue of every
+//! receiver they reach: sequence numbers, positions and every queue's order
+//! are exactly those of a single task. Between two batches it switches to a
+//! reloaded configuration.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::{debug, error, warn};
 
-use super::topology::{Routing, Topology};
+use super::topology::{Routing, Stage, Topology};
 use super::{Queued, Reload, Tracker};
-use crate::event::Event;
-use crate::source::{Payload, Record};
+use crate::event::{Encoded, Event};
+use crate::source::{Done, Payload, Position, Record};
 use crate::stats::Stats;
 use crate::telemetry::traces::{EventSpan, Tracer};
 use crate::telemetry::{Live, Telemetry};
 
-/// Records the router takes from the source at once.
+/// Records the router takes from the source at once: one mapping task's batch.
 const ROUTER_BATCH: usize = 256;
 
+/// Batches being mapped at once: one per core, and one more so a core
+/// never waits for the router to hand out the next.
+fn mapping_tasks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+}
+
 /// The router: maps and routes every record by the current [`Routing`],
-/// switching to a reloaded one between two records.
+/// switching to a reloaded one between two batches.
 pub(super) struct Router {
     pub(super) topology: Topology,
     pub(super) tracker: Arc<Tracker>,
@@ -37,32 +51,63 @@ impl Router {
         mut records: mpsc::Receiver<Record>,
         mut reloads: Option<mpsc::Receiver<Reload>>,
     ) {
-        let mut targets = Vec::with_capacity(routing.queues.len());
-        let mut batch = Vec::with_capacity(ROUTER_BATCH);
-        loop {
+        let depth = mapping_tasks();
+        // Batches being mapped, in the order they were taken.
+        let mut mapping: VecDeque<JoinHandle<Mapped>> = VecDeque::with_capacity(depth);
+        // The records in `mapping`: taken, not yet registered.
+        let mut taken = 0usize;
+        let mut open = true;
+        while open || !mapping.is_empty() {
             let reload = async {
                 match reloads.as_mut() {
                     Some(r) => r.recv().await,
                     None => std::future::pending().await,
                 }
             };
+            let tracker = &self.tracker;
             tokio::select! {
                 biased;
-                Some(reload) = reload => self.reload(&mut routing, reload),
-                // No more records than the window has room for (waiting
-                // here, not in the middle of a batch, keeps reloads going:
-                // one may be what unblocks a stuck receiver).
-                n = async {
-                    let room = self.tracker.room().await;
-                    records.recv_many(&mut batch, room.min(ROUTER_BATCH)).await
-                } => {
-                    if n == 0 {
-                        break;
+                Some(reload) = reload => {
+                    // Records taken before the reload go out as the config
+                    // they were taken under says.
+                    while let Some(task) = mapping.pop_front() {
+                        self.settle(&routing, joined(task.await)).await;
                     }
-                    for record in batch.drain(..) {
-                        let tracer = self.tracer.as_ref();
-                        route_one(&routing, record, &mut targets, &self.tracker, &self.stats, tracer).await;
+                    taken = 0;
+                    self.reload(&mut routing, reload);
+                }
+                mapped = async { mapping.front_mut().expect("a batch is mapping").await },
+                    if !mapping.is_empty() => {
+                    mapping.pop_front();
+                    let mapped = joined(mapped);
+                    taken -= mapped.records.len();
+                    self.settle(&routing, mapped).await;
+                }
+                // No more records than the window has room for, counting
+                // those being mapped (waiting here, not in the middle of a
+                // batch, keeps reloads going: one may be what unblocks a
+                // stuck receiver).
+                batch = async {
+                    let room = tracker.room().await;
+                    if room <= taken {
+                        // Only registering what is being mapped makes room.
+                        return std::future::pending().await;
                     }
+                    let mut batch = Vec::with_capacity(ROUTER_BATCH);
+                    records.recv_many(&mut batch, (room - taken).min(ROUTER_BATCH)).await;
+                    batch
+                }, if open && mapping.len() < depth => {
+                    if batch.is_empty() {
+                        open = false;
+                        continue;
+                    }
+                    taken += batch.len();
+                    let stage = routing.stage.clone();
+                    let stats = self.stats.clone();
+                    let tracer = self.tracer.clone();
+                    mapping.push_back(tokio::spawn(async move {
+                        map_batch(&stage, batch, &stats, tracer.as_ref()).await
+                    }));
                 }
             }
         }
@@ -71,14 +116,32 @@ impl Router {
         self.topology.close().wait().await;
     }
 
-    /// Switches to a reloaded config: from the next record on, every event
+    /// Registers a mapped batch's records in order and queues their events.
+    async fn settle(&self, routing: &Routing, mapped: Mapped) {
+        let mut events = mapped.events.into_iter();
+        for record in mapped.records {
+            let seq = self
+                .tracker
+                .begin(record.receivers, record.position, record.done);
+            for _ in record.events {
+                let (event, targets) = events.next().expect("every event of a record");
+                let targets = &mapped.targets[targets];
+                enqueue(routing, event, seq, targets, record.span.clone()).await;
+            }
+        }
+    }
+
+    /// Switches to a reloaded config: from the next batch on, every record
     /// is routed by it.
     fn reload(&mut self, routing: &mut Routing, reload: Reload) {
         let result = self
             .topology
             .apply(&reload.compiled, &reload.plugins, None)
             .map(|mut new| {
-                new.routes.inherit_counts(&routing.routes);
+                Arc::get_mut(&mut new.stage)
+                    .expect("a new stage is not shared yet")
+                    .routes
+                    .inherit_counts(&routing.stage.routes);
                 *routing = new;
                 self.publish(routing);
             })
@@ -93,46 +156,96 @@ impl Router {
             telemetry.set_live(Live {
                 stats: self.stats.clone(),
                 progress: self.tracker.clone(),
-                routes: routing.routes.clone(),
+                routes: routing.stage.routes.clone(),
                 receivers: self.topology.views(),
-                transforms: routing.transforms.plugins().cloned().collect(),
+                transforms: routing.stage.transforms.plugins().cloned().collect(),
             });
         }
     }
 }
 
-/// Maps, transforms and routes one record.
-async fn route_one(
-    routing: &Routing,
-    record: Record,
-    targets: &mut Vec<usize>,
-    tracker: &Tracker,
+/// A mapping task's result, or its panic passed on.
+fn joined(result: Result<Mapped, tokio::task::JoinError>) -> Mapped {
+    match result {
+        Ok(mapped) => mapped,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// A batch of records mapped and routed, in the order they were read.
+#[derive(Default)]
+struct Mapped {
+    records: Vec<MappedRecord>,
+    /// Every record's events, in order, each with its receivers (a range
+    /// of `targets`).
+    events: Vec<(Arc<Encoded>, Range<usize>)>,
+    targets: Vec<usize>,
+}
+
+/// One record of a [`Mapped`] batch.
+struct MappedRecord {
+    position: Option<Position>,
+    done: Option<Done>,
+    /// How many receivers must finish it (0: finished at once).
+    receivers: u32,
+    /// How many events of [`Mapped::events`] are its own.
+    events: Range<usize>,
+    span: Option<Arc<EventSpan>>,
+}
+
+/// Maps, transforms and routes a batch of records (a mapping task).
+async fn map_batch(
+    stage: &Stage,
+    records: Vec<Record>,
     stats: &Stats,
     tracer: Option<&Tracer>,
-) {
+) -> Mapped {
+    let mut mapped = Mapped {
+        records: Vec::with_capacity(records.len()),
+        events: Vec::with_capacity(records.len()),
+        targets: Vec::with_capacity(records.len()),
+    };
+    for record in records {
+        let first = mapped.events.len();
+        let (receivers, span) = map_one(stage, record.payload, &mut mapped, stats, tracer).await;
+        mapped.records.push(MappedRecord {
+            position: record.position,
+            done: record.done,
+            receivers,
+            events: first..mapped.events.len(),
+            span,
+        });
+    }
+    mapped
+}
+
+/// Maps, transforms and routes one record, adding its events to `mapped`:
+/// how many receivers must finish it, and its span.
+async fn map_one(
+    stage: &Stage,
+    payload: Payload,
+    mapped: &mut Mapped,
+    stats: &Stats,
+    tracer: Option<&Tracer>,
+) -> (u32, Option<Arc<EventSpan>>) {
     let read = tracer.map(|_| std::time::SystemTime::now());
-    let line = match record.payload {
+    let line = match payload {
         Payload::Line(line) => line,
-        Payload::Checkpoint => {
-            tracker.begin(0, record.position, record.done);
-            return;
-        }
+        Payload::Checkpoint => return (0, None),
         Payload::Invalid(reason) => {
             stats.read.fetch_add(1, Ordering::Relaxed);
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             warn!(%reason, "malformed record skipped");
-            tracker.begin(0, record.position, record.done);
-            return;
+            return (0, None);
         }
     };
     stats.read.fetch_add(1, Ordering::Relaxed);
-    let mut event = match routing.mapper.map(&line) {
+    let mut event = match stage.mapper.map(&line) {
         Ok(event) => event,
         Err(e) => {
             stats.malformed.fetch_add(1, Ordering::Relaxed);
             warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
-            tracker.begin(0, record.position, record.done);
-            return;
+            return (0, None);
         }
     };
     stats.mapped.fetch_add(1, Ordering::Relaxed);
@@ -140,47 +253,51 @@ async fn route_one(
         (Some(tracer), Some(read)) => Some(tracer.process_event(&mut event, read)),
         _ => None,
     };
-    if routing.transforms.is_empty() {
-        routing.routes.route(&event, targets);
-        let span = span.and_then(|s| s.routed(targets.len()));
-        if targets.is_empty() {
-            stats.unrouted.fetch_add(1, Ordering::Relaxed);
-            tracker.begin(0, record.position, record.done);
-            return;
-        }
-        let seq = tracker.begin(targets.len() as u32, record.position, record.done);
-        enqueue(routing, Arc::new(event), seq, targets, span).await;
-        return;
+    if stage.transforms.is_empty() {
+        let total = route(stage, event, mapped, stats);
+        return (total, span.and_then(|s| s.routed(total as usize)));
     }
     // A transform may split the event: the record is finished when every
     // receiver of every resulting event is.
-    let events = routing.transforms.apply(event, stats).await;
+    let events = stage.transforms.apply(event, stats).await;
     let dropped = events.is_empty();
-    let mut routed = Vec::with_capacity(events.len());
     let mut total = 0u32;
     for event in events {
-        routing.routes.route(&event, targets);
-        if targets.is_empty() {
-            stats.unrouted.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        total += targets.len() as u32;
-        routed.push((Arc::new(event), targets.clone()));
+        total += route(stage, event, mapped, stats);
     }
-    let seq = tracker.begin(total, record.position, record.done);
     let span = span.and_then(|s| match dropped {
         true => s.filtered(),
         false => s.routed(total as usize),
     });
-    for (event, targets) in routed {
-        enqueue(routing, event, seq, &targets, span.clone()).await;
+    (total, span)
+}
+
+/// Routes one event, adding it to `mapped` when it reaches a receiver: how
+/// many it reaches.
+fn route(stage: &Stage, event: Event, mapped: &mut Mapped, stats: &Stats) -> u32 {
+    let first = mapped.targets.len();
+    stage.routes.route_into(&event, &mut mapped.targets);
+    let n = mapped.targets.len() - first;
+    if n == 0 {
+        stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        return 0;
     }
+    // Encoded here, on the mapping task's core, once for every receiver;
+    // the event itself goes on only to receivers that read it.
+    let keep = mapped.targets[first..]
+        .iter()
+        .any(|&r| stage.wants_event[r]);
+    let encoded = Encoded::new(event, keep);
+    mapped
+        .events
+        .push((Arc::new(encoded), first..mapped.targets.len()));
+    n as u32
 }
 
 /// Queues `event` for each receiver in `targets` (waiting while a queue is full).
 async fn enqueue(
     routing: &Routing,
-    event: Arc<Event>,
+    event: Arc<Encoded>,
     seq: u64,
     targets: &[usize],
     span: Option<Arc<EventSpan>>,

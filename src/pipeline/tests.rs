@@ -151,3 +151,84 @@ async fn shutdown_times_out_on_a_stuck_receiver_and_keeps_its_events_unfinished(
         "nothing finished, nothing persisted"
     );
 }
+
+/// Records what it is given, in order: each event's `data.n`.
+struct Recording(Arc<std::sync::Mutex<Vec<u64>>>);
+
+impl Sink for Recording {
+    fn deliver<'a>(&'a self, events: &'a [Item]) -> crate::BoxFuture<'a, Delivery> {
+        Box::pin(async move {
+            let mut seen = self.0.lock().unwrap();
+            for item in events {
+                let data = match item.event().data() {
+                    Some(crate::event::Data::Json(v)) => v.clone(),
+                    other => panic!("raw events carry JSON data, not {other:?}"),
+                };
+                seen.push(data["n"].as_u64().expect("data.n"));
+            }
+            Delivery::Delivered
+        })
+    }
+}
+
+/// Records are mapped a batch per task on every core; what comes out is as
+/// one task would make it: each receiver gets its events in the order they
+/// were read, malformed and unrouted records are counted and skipped, and
+/// the position ends past the last record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_mapping_keeps_every_receivers_order_and_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    let records = 10_000u64;
+    let mut lines = String::new();
+    for n in 0..records {
+        match n % 7 {
+            3 => lines.push_str("not json\n"),
+            5 => lines.push_str(&format!("{{\"n\": {n}, \"skip\": true}}\n")),
+            _ => lines.push_str(&format!("{{\"n\": {n}, \"even\": {}}}\n", n % 2 == 0)),
+        }
+    }
+    std::fs::write(&input, &lines).unwrap();
+    let yaml = format!(
+        "source: {{file: {{path: {}}}}}\n\
+         mapping: {{profile: raw, type: t, source: s}}\n\
+         state: {{dir: {}, flushInterval: 10ms, maxInFlight: 300}}\n\
+         route:\n  drop: [{{data.skip: true}}]\n  match: [{{receiver: all}}, {{receiver: even, data.even: true}}]\n\
+         receivers:\n\
+         - {{name: all, stdout: {{}}, queue: {{maxEvents: 50, maxBatch: 7}}}}\n\
+         - {{name: even, stdout: {{}}, queue: {{maxEvents: 50, maxBatch: 3}}}}\n",
+        input.display(),
+        dir.path().join("state").display()
+    );
+    let compiled = validate(&parse(&yaml).unwrap()).unwrap().0;
+    let all = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let even = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sinks: Vec<Arc<dyn Sink>> = vec![
+        Arc::new(Recording(all.clone())),
+        Arc::new(Recording(even.clone())),
+    ];
+    let stats = run_with_sinks(compiled, sinks, CancellationToken::new())
+        .await
+        .unwrap();
+
+    let routed: Vec<u64> = (0..records).filter(|n| n % 7 != 3 && n % 7 != 5).collect();
+    assert_eq!(*all.lock().unwrap(), routed);
+    let evens: Vec<u64> = routed.iter().copied().filter(|n| n % 2 == 0).collect();
+    assert_eq!(*even.lock().unwrap(), evens);
+    assert_eq!(Stats::get(&stats.read), records);
+    let every = |k: u64| (0..records).filter(|n| n % 7 == k).count() as u64;
+    assert_eq!(Stats::get(&stats.malformed), every(3));
+    assert_eq!(Stats::get(&stats.unrouted), every(5));
+    assert_eq!(
+        Stats::get(&stats.delivered),
+        (routed.len() + evens.len()) as u64
+    );
+    let saved = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(
+        saved.contains(&format!("\"offset\":{}", lines.len())),
+        "{saved}"
+    );
+}

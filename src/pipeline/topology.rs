@@ -37,11 +37,20 @@ use crate::transform::Chain;
 
 /// What the router needs for one record; replaced whole by a reload.
 pub struct Routing {
+    /// What maps and routes a record, shared by the mapping tasks.
+    pub stage: Arc<Stage>,
+    /// The receivers' queues, indexed by the route tree's receiver ids.
+    pub queues: Vec<Queue>,
+}
+
+/// Record → events → receivers: what a mapping task runs.
+pub struct Stage {
     pub mapper: Mapper,
     pub transforms: Chain,
     pub routes: RouteTree,
-    /// The receivers' queues, indexed by the route tree's receiver ids.
-    pub queues: Vec<Queue>,
+    /// Per receiver (as the queues), whether it reads events, not only
+    /// their JSON ([`Queue::wants_event`]).
+    pub wants_event: Vec<bool>,
 }
 
 /// The sending end of a receiver's queue.
@@ -53,6 +62,10 @@ pub struct Queue {
     /// A memory buffer's `whenFull` (a disk buffer's writer applies its own).
     when_full: WhenFull,
     tracker: Arc<Tracker>,
+    /// Whether what reads the queue reads events' attributes or data (the
+    /// sink, or the receiver's transforms), not only their JSON: an event
+    /// is kept with its JSON only for such a receiver.
+    pub wants_event: bool,
 }
 
 impl Queue {
@@ -213,9 +226,12 @@ impl Topology {
         // `previous` (removed receivers) drops here; their tasks end when
         // the router drops the old routing's senders too.
         Ok(Routing {
-            mapper: compiled.mapper.clone(),
-            transforms: Chain::new(&compiled.transforms, plugins),
-            routes: compiled.routes.clone(),
+            stage: Arc::new(Stage {
+                mapper: compiled.mapper.clone(),
+                transforms: Chain::new(&compiled.transforms, plugins),
+                routes: compiled.routes.clone(),
+                wants_event: queues.iter().map(|q| q.wants_event).collect(),
+            }),
             queues,
         })
     }
@@ -229,6 +245,7 @@ impl Topology {
         opened: Option<buffer::Opened>,
     ) -> Running {
         let plugins = plugins_of(&built, &transforms);
+        let wants_event = wants_event(&spec, &built, &transforms);
         let stats = Arc::<ReceiverStats>::default();
         // The receiver task's queue, and the tracker it finishes events in.
         let (task_tx, task_rx) = mpsc::channel(spec.queue.max_events);
@@ -264,7 +281,7 @@ impl Topology {
         );
         self.tasks.spawn(task.run());
         Running {
-            queue: self.queue(&spec, tx, stats),
+            queue: self.queue(&spec, tx, stats, wants_event),
             spec,
             digests,
             tokens: built.tokens,
@@ -279,6 +296,7 @@ impl Topology {
         spec: &ReceiverSpec,
         tx: mpsc::Sender<Queued>,
         stats: Arc<ReceiverStats>,
+        wants_event: bool,
     ) -> Queue {
         Queue {
             name: spec.name.as_str().into(),
@@ -290,6 +308,7 @@ impl Topology {
                 Some(_) => WhenFull::Block,
             },
             tracker: self.tracker.clone(),
+            wants_event,
         }
     }
 
@@ -304,6 +323,7 @@ impl Topology {
         transforms: Chain,
     ) -> Running {
         let plugins = plugins_of(&built, &transforms);
+        let wants_event = wants_event(&spec, &built, &transforms);
         let (task_tx, task_rx) = mpsc::channel(spec.queue.max_events);
         let tx = match &old.disk {
             None => task_tx,
@@ -317,7 +337,7 @@ impl Topology {
             }
         };
         old.handle.update(&spec, built.sink, transforms, task_rx);
-        let mut queue = self.queue(&spec, tx, old.queue.stats);
+        let mut queue = self.queue(&spec, tx, old.queue.stats, wants_event);
         queue.name = old.queue.name;
         Running {
             queue,
@@ -353,6 +373,13 @@ impl Topology {
         self.tasks.close();
         self.tasks
     }
+}
+
+/// Whether a receiver's queue should carry events, not only their JSON:
+/// its sink reads them, or its transforms do. A disk buffer holds the JSON
+/// alone, and its reader gives the receiver the event it reads back.
+fn wants_event(spec: &ReceiverSpec, built: &Built, transforms: &Chain) -> bool {
+    spec.buffer.disk.is_none() && (built.sink.wants_event() || !transforms.is_empty())
 }
 
 /// The plugins a receiver uses (for metrics).
@@ -391,7 +418,7 @@ mod tests {
             .build()
             .unwrap();
         Queued {
-            event: Arc::new(event),
+            event: Arc::new(crate::event::Encoded::new(event, false)),
             seq,
             span: None,
         }
@@ -407,6 +434,7 @@ mod tests {
             stats: stats.clone(),
             when_full: WhenFull::Block,
             tracker: Arc::new(Tracker::default()),
+            wants_event: false,
         };
         for seq in 0..3 {
             assert!(queue.send(queued(seq)).await);
@@ -445,6 +473,7 @@ mod tests {
             stats: stats.clone(),
             when_full: WhenFull::DropNewest,
             tracker: tracker.clone(),
+            wants_event: false,
         };
         let seqs: Vec<u64> = (0..3).map(|_| tracker.begin(1, None, None)).collect();
         for &seq in &seqs {

@@ -126,7 +126,8 @@ impl Rule {
 }
 
 impl Node {
-    fn process(&self, e: &mut Routed<'_>, out: &mut Vec<ReceiverId>) {
+    /// Adds the receivers past `out[from..]` (each once) to `out`.
+    fn process(&self, e: &mut Routed<'_>, out: &mut Vec<ReceiverId>, from: usize) {
         if let Some(rule) = self.drop.iter().find(|r| r.matches(e, false)) {
             rule.hits.fetch_add(1, Ordering::Relaxed);
             return;
@@ -136,7 +137,7 @@ impl Node {
             if rule.matches(e, true) {
                 rule.hits.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = rule.receiver
-                    && !out.contains(&r)
+                    && !out[from..].contains(&r)
                 {
                     out.push(r);
                 }
@@ -146,7 +147,7 @@ impl Node {
         }
         if all {
             for child in &self.routes {
-                child.process(e, out);
+                child.process(e, out, from);
             }
         }
     }
@@ -157,13 +158,19 @@ impl RouteTree {
     /// delivery. Reuse `out` across calls: routing then allocates nothing.
     pub fn route(&self, event: &Event, out: &mut Vec<ReceiverId>) {
         out.clear();
+        self.route_into(event, out);
+    }
+
+    /// [`RouteTree::route`] appending to what `out` holds already (the
+    /// receivers of earlier events, kept).
+    pub fn route_into(&self, event: &Event, out: &mut Vec<ReceiverId>) {
         let mut e = Routed {
             event,
             kind: self.view,
             fields: self.fields,
             view: None,
         };
-        self.root.process(&mut e, out);
+        self.root.process(&mut e, out, out.len());
     }
 
     /// Whether any rule holds a CEL expression.

@@ -45,6 +45,6 @@ pub fn trace_context(item: &Item) -> Option<(String, Option<&str>)> {
     if let Some(tp) = &item.trace {
         return Some((tp.to_string(), None));
     }
-    let tp = TraceParent::of_event(&item.event)?;
-    Some((tp.to_string(), trace::tracestate(&item.event)))
+    let tp = TraceParent::of_event(item.event())?;
+    Some((tp.to_string(), trace::tracestate(item.event())))
 }

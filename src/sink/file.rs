@@ -153,8 +153,8 @@ impl Sink for FileSink {
         })
     }
 
-    fn wants_json(&self) -> bool {
-        true
+    fn wants_event(&self) -> bool {
+        false
     }
 }
 
@@ -178,11 +178,7 @@ mod tests {
                     )
                     .build()
                     .unwrap();
-                Item {
-                    event: Arc::new(e),
-                    json: None,
-                    trace: None,
-                }
+                Item::new(Arc::new(crate::event::Encoded::new(e, false)))
             })
             .collect()
     }

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use crate::BoxFuture;
 use crate::config::common::{Diagnostics, Spanned};
 use crate::deadletter::DeadLetterConfig;
-use crate::event::Event;
+use crate::event::{Encoded, Event};
 use crate::plugin::{Plugin, PluginSpec};
 use crate::transform::TransformConfig;
 pub use config::{
@@ -288,17 +288,35 @@ impl Delivery {
     }
 }
 
-/// One event handed to a sink, with its structured-mode JSON when the sink
-/// asked for it ([`Sink::wants_json`]); the pipeline encodes it once, which
-/// is also how batch byte limits are measured.
+/// One event handed to a sink: its structured-mode JSON, encoded once for
+/// every receiver (also how batch byte limits are measured), and the event.
 #[derive(Debug, Clone)]
 pub struct Item {
-    pub event: Arc<Event>,
-    pub json: Option<Vec<u8>>,
+    pub encoded: Arc<Encoded>,
     /// The delivery attempt's span, when tracing: what a sink sends as its
     /// transport's trace header (HTTP's `traceparent`). Without it, the
     /// event's own `traceparent` extension is sent on.
     pub trace: Option<crate::event::trace::TraceParent>,
+}
+
+impl Item {
+    pub fn new(encoded: Arc<Encoded>) -> Self {
+        Self {
+            encoded,
+            trace: None,
+        }
+    }
+
+    /// The event (read back from its JSON if the pipeline did not keep it:
+    /// see [`Sink::wants_event`]).
+    pub fn event(&self) -> &Event {
+        self.encoded.event()
+    }
+
+    /// Its structured-mode JSON.
+    pub fn json(&self) -> &bytes::Bytes {
+        self.encoded.json()
+    }
 }
 
 /// A receiver. Deliveries may run concurrently (up to the receiver's
@@ -306,9 +324,11 @@ pub struct Item {
 pub trait Sink: Send + Sync {
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery>;
 
-    /// Whether items should carry their structured-mode JSON.
-    fn wants_json(&self) -> bool {
-        false
+    /// Whether the sink reads events' attributes or data, not only their
+    /// JSON: then the pipeline keeps each event it mapped for it, instead of
+    /// letting it go once encoded (and reading it back should it be asked).
+    fn wants_event(&self) -> bool {
+        true
     }
 }
 
@@ -393,10 +413,7 @@ pub fn build(spec: &ReceiverSpec, plugins: &crate::plugin::Plugins) -> Result<Bu
 pub fn write_json_lines(items: &[Item], buf: &mut Vec<u8>) {
     buf.clear();
     for item in items {
-        match &item.json {
-            Some(json) => buf.extend_from_slice(json),
-            None => crate::event::write_json(&item.event, buf),
-        }
+        buf.extend_from_slice(item.json());
         buf.push(b'\n');
     }
 }

@@ -48,7 +48,7 @@ impl Sink for StdoutSink {
         })
     }
 
-    fn wants_json(&self) -> bool {
-        true
+    fn wants_event(&self) -> bool {
+        false
     }
 }

@@ -24,7 +24,7 @@ impl WasmSink {
 impl Sink for WasmSink {
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
-            let events: Vec<_> = items.iter().map(|i| to_wit(&i.event)).collect();
+            let events: Vec<_> = items.iter().map(|i| to_wit(i.event())).collect();
             match self.plugin.deliver(&events).await {
                 Ok(PluginDelivery::Ok) => Delivery::Delivered,
                 Ok(PluginDelivery::Retry(reason)) => {

@@ -84,7 +84,7 @@ impl AmqpSink {
     }
 
     fn message(&self, item: &Item) -> Result<(String, String, BasicProperties, Vec<u8>), String> {
-        let event = &item.event;
+        let event = item.event();
         let exchange = self
             .spec
             .exchange
@@ -107,7 +107,7 @@ impl AmqpSink {
         let body = match self.spec.mode {
             AmqpMode::Structured => {
                 properties = properties.with_content_type(ShortString::from(STRUCTURED));
-                item.json.clone().expect("structured mode asks for JSON")
+                item.json().to_vec()
             }
             AmqpMode::Binary => {
                 if let Some(t) = binding::content_type(event) {
@@ -129,10 +129,6 @@ impl AmqpSink {
 }
 
 impl Sink for AmqpSink {
-    fn wants_json(&self) -> bool {
-        self.spec.mode == AmqpMode::Structured
-    }
-
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let channel = match self.channel().await {

@@ -152,32 +152,21 @@ impl Sink for HttpSink {
             match self.mode {
                 HttpMode::Batch => {
                     let mut body = Vec::with_capacity(
-                        items
-                            .iter()
-                            .map(|i| i.json.as_ref().map_or(0, Vec::len) + 1)
-                            .sum::<usize>()
-                            + 2,
+                        items.iter().map(|i| i.json().len() + 1).sum::<usize>() + 2,
                     );
                     body.push(b'[');
                     for (n, item) in items.iter().enumerate() {
                         if n > 0 {
                             body.push(b',');
                         }
-                        match &item.json {
-                            Some(json) => body.extend_from_slice(json),
-                            None => crate::event::write_json(&item.event, &mut body),
-                        }
+                        body.extend_from_slice(item.json());
                     }
                     body.push(b']');
                     self.send(content_type(BATCH), body).await
                 }
                 HttpMode::Structured => {
                     for item in items {
-                        let body = item.json.clone().unwrap_or_else(|| {
-                            let mut b = Vec::new();
-                            crate::event::write_json(&item.event, &mut b);
-                            b
-                        });
+                        let body = item.json().to_vec();
                         let mut headers = content_type(STRUCTURED);
                         trace_headers(&mut headers, item);
                         let result = self.send(headers, body).await;
@@ -189,7 +178,7 @@ impl Sink for HttpSink {
                 }
                 HttpMode::Binary => {
                     for item in items {
-                        let (mut headers, body) = binary(&item.event);
+                        let (mut headers, body) = binary(item.event());
                         trace_headers(&mut headers, item);
                         let result = self.send(headers, body).await;
                         if result != Delivery::Delivered {
@@ -202,8 +191,10 @@ impl Sink for HttpSink {
         })
     }
 
-    fn wants_json(&self) -> bool {
-        self.mode != HttpMode::Binary
+    /// A batch is its events' JSON; one event's request also carries its
+    /// trace context (structured) or attributes (binary).
+    fn wants_event(&self) -> bool {
+        self.mode != HttpMode::Batch
     }
 }
 
@@ -265,6 +256,7 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Encoded;
     use cloudevents::{EventBuilder, EventBuilderV10};
 
     #[test]
@@ -303,18 +295,14 @@ mod tests {
             .source("s")
             .build()
             .unwrap();
-        let mut item = Item {
-            event: Arc::new(event.clone()),
-            json: None,
-            trace: None,
-        };
+        let mut item = Item::new(Arc::new(Encoded::new(event.clone(), true)));
         let mut h = HeaderMap::new();
         trace_headers(&mut h, &item);
         assert!(h.is_empty(), "no context, no headers");
         trace::set_extension(&mut event, &created, Some("congo=t61rcWkgMzE"));
-        item.event = Arc::new(event);
+        item.encoded = Arc::new(Encoded::new(event, false));
         // Not tracing: the event's own context, hop and extension alike.
-        let (mut h, _) = binary(&item.event);
+        let (mut h, _) = binary(item.event());
         trace_headers(&mut h, &item);
         assert_eq!(h["ce-traceparent"], created.to_string());
         assert_eq!(h["traceparent"], created.to_string());
@@ -325,7 +313,7 @@ mod tests {
             ..created
         };
         item.trace = Some(attempt);
-        let (mut h, _) = binary(&item.event);
+        let (mut h, _) = binary(item.event());
         trace_headers(&mut h, &item);
         assert_eq!(h["ce-traceparent"], created.to_string());
         assert_eq!(h["traceparent"], attempt.to_string());

@@ -141,7 +141,7 @@ impl KafkaSink {
 
     /// The topic, key and record of one event.
     fn record(&self, item: &Item) -> Result<(String, Vec<u8>, Record), String> {
-        let event = &item.event;
+        let event = item.event();
         let topic = self
             .spec
             .topic
@@ -158,7 +158,7 @@ impl KafkaSink {
         let value = match self.spec.mode {
             KafkaMode::Structured => {
                 headers.insert("content-type".to_owned(), STRUCTURED.as_bytes().to_vec());
-                item.json.clone().expect("structured mode asks for JSON")
+                item.json().to_vec()
             }
             KafkaMode::Binary => {
                 for (name, text) in binding::attributes(event) {
@@ -217,10 +217,6 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
-    fn wants_json(&self) -> bool {
-        self.spec.mode == KafkaMode::Structured
-    }
-
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let client = match self.client().await {

@@ -226,7 +226,7 @@ impl MqttSink {
 
     /// The topic, payload and MQTT 5 properties of one event.
     fn message(&self, item: &Item) -> Result<(String, Vec<u8>, PublishProperties), String> {
-        let event = &item.event;
+        let event = item.event();
         let topic = self
             .spec
             .topic
@@ -237,7 +237,7 @@ impl MqttSink {
         let payload = match self.spec.mode {
             MqttMode::Structured => {
                 properties.content_type = Some(STRUCTURED.to_owned());
-                item.json.clone().expect("structured mode asks for JSON")
+                item.json().to_vec()
             }
             MqttMode::Binary => {
                 properties.content_type = binding::content_type(event).map(str::to_owned);
@@ -290,10 +290,6 @@ impl MqttSink {
 }
 
 impl Sink for MqttSink {
-    fn wants_json(&self) -> bool {
-        self.spec.mode == MqttMode::Structured
-    }
-
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let link = match self.link().await {

@@ -65,23 +65,23 @@ impl NatsSink {
         let subject = self
             .spec
             .subject
-            .render(&item.event)
+            .render(item.event())
             .map_err(|e| format!("subject: {e}"))?;
         check_subject(&subject).map_err(|e| format!("subject: {e}"))?;
         let mut headers = HeaderMap::new();
         let payload = match self.spec.mode {
             NatsMode::Structured => {
                 headers.insert("content-type", STRUCTURED);
-                Bytes::from(item.json.clone().expect("structured mode asks for JSON"))
+                item.json().clone()
             }
             NatsMode::Binary => {
-                if let Some(t) = binding::content_type(&item.event) {
+                if let Some(t) = binding::content_type(item.event()) {
                     headers.insert("content-type", t);
                 }
-                for (name, text) in binding::attributes(&item.event) {
+                for (name, text) in binding::attributes(item.event()) {
                     headers.insert(format!("ce-{name}").as_str(), text.as_str());
                 }
-                Bytes::from(binding::data(&item.event))
+                Bytes::from(binding::data(item.event()))
             }
         };
         Ok((subject, headers, payload))
@@ -89,10 +89,6 @@ impl NatsSink {
 }
 
 impl Sink for NatsSink {
-    fn wants_json(&self) -> bool {
-        self.spec.mode == NatsMode::Structured
-    }
-
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let connection = match self.connection().await {
@@ -138,7 +134,7 @@ async fn publish_acked(
         let message = PublishMessage::build()
             .payload(payload)
             .headers(headers)
-            .message_id(items[i].event.id());
+            .message_id(items[i].event().id());
         match js.send_publish(subject, message).await {
             Ok(ack) => acks.push((i, ack)),
             Err(e) => outcomes[i] = publish_failed(e.kind()),

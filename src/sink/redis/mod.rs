@@ -56,11 +56,11 @@ impl RedisSink {
 
     /// The command for one event.
     fn command(&self, item: &Item) -> Result<redis::Cmd, String> {
-        let json = || item.json.clone().expect("redis asks for JSON");
+        let json = || item.json().to_vec();
         Ok(match &self.spec.target {
             Target::Channel(channel) => {
                 let channel = channel
-                    .render(&item.event)
+                    .render(item.event())
                     .map_err(|e| format!("channel: {e}"))?;
                 let mut cmd = redis::cmd("PUBLISH");
                 cmd.arg(channel).arg(json());
@@ -68,7 +68,7 @@ impl RedisSink {
             }
             Target::Stream { key, max_len } => {
                 let key = key
-                    .render(&item.event)
+                    .render(item.event())
                     .map_err(|e| format!("stream: {e}"))?;
                 if key.is_empty() {
                     return Err("stream: the key is empty".into());
@@ -84,13 +84,13 @@ impl RedisSink {
                         cmd.arg("event").arg(json());
                     }
                     RedisMode::Binary => {
-                        for (name, text) in binding::attributes(&item.event) {
+                        for (name, text) in binding::attributes(item.event()) {
                             cmd.arg(name).arg(text);
                         }
-                        if let Some(t) = binding::content_type(&item.event) {
+                        if let Some(t) = binding::content_type(item.event()) {
                             cmd.arg("datacontenttype").arg(t);
                         }
-                        cmd.arg("data").arg(binding::data(&item.event));
+                        cmd.arg("data").arg(binding::data(item.event()));
                     }
                 }
                 cmd
@@ -100,10 +100,6 @@ impl RedisSink {
 }
 
 impl Sink for RedisSink {
-    fn wants_json(&self) -> bool {
-        matches!(self.spec.target, Target::Channel(_)) || self.spec.mode == RedisMode::Structured
-    }
-
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             let mut connection = match self.connection().await {

@@ -131,7 +131,7 @@ impl Sink for WebhookSink {
     fn deliver<'a>(&'a self, items: &'a [Item]) -> BoxFuture<'a, Delivery> {
         Box::pin(async move {
             for item in items {
-                let (url, headers, body) = match self.request(&item.event) {
+                let (url, headers, body) = match self.request(item.event()) {
                     Ok(r) => r,
                     Err(e) => return Delivery::Reject(e),
                 };
