@@ -156,6 +156,8 @@ pub struct ReceiverStats {
     pub dead_lettered: AtomicU64,
     /// Events in the receiver's queue now.
     pub queued: AtomicU64,
+    /// Bytes of event JSON in its memory buffer now.
+    pub queued_bytes: AtomicU64,
     /// Disk buffer: events on disk the receiver has not finished.
     pub buffer_events: AtomicU64,
     /// Disk buffer: bytes of its journal on disk.
@@ -178,6 +180,7 @@ impl Default for ReceiverStats {
             rejected: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             queued: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             buffer_events: AtomicU64::new(0),
             buffer_bytes: AtomicU64::new(0),
             buffer_oldest_ms: AtomicU64::new(0),

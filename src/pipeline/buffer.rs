@@ -460,6 +460,7 @@ async fn read(
                 event: Arc::new(Encoded::with_json(event, line.into())),
                 seq,
                 span: None,
+                room: None,
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -49,6 +49,9 @@ pub struct Queued {
     pub seq: u64,
     /// Its `process_event` span, when tracing.
     pub span: Option<Arc<EventSpan>>,
+    /// Its share of a memory buffer's bytes, given back as the receiver
+    /// takes it from the queue.
+    pub room: Option<topology::Room>,
 }
 
 /// Why a run failed.

@@ -308,6 +308,7 @@ async fn enqueue(
             event: event.clone(),
             seq,
             span: span.clone(),
+            room: None,
         };
         if !queue.send(queued).await {
             error!(receiver = %queue.name, "receiver task is gone; its events stay unfinished");

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -62,6 +62,8 @@ pub struct Queue {
     /// A memory buffer's `whenFull` (a disk buffer's writer applies its own).
     when_full: WhenFull,
     tracker: Arc<Tracker>,
+    /// A memory buffer's `maxSize`: permits are bytes of event JSON.
+    bytes: Option<(Arc<Semaphore>, u32)>,
     /// Whether what reads the queue reads events' attributes or data (the
     /// sink, or the receiver's transforms), not only their JSON: an event
     /// is kept with its JSON only for such a receiver.
@@ -74,7 +76,28 @@ impl Queue {
     /// The event is counted once it has its place (before it is in the
     /// queue, so the receiver never counts it out first): an event waiting
     /// for room is not, and the gauge never reads more than `maxEvents`.
-    pub async fn send(&self, queued: Queued) -> bool {
+    pub async fn send(&self, mut queued: Queued) -> bool {
+        if let Some((room, max)) = &self.bytes {
+            // An event larger than the whole buffer goes when it is empty.
+            let bytes = u32::try_from(queued.event.json().len())
+                .unwrap_or(u32::MAX)
+                .clamp(1, *max);
+            let permit = match self.when_full {
+                WhenFull::Block => match room.clone().acquire_many_owned(bytes).await {
+                    Ok(permit) => permit,
+                    Err(_) => return false,
+                },
+                WhenFull::DropNewest => match room.clone().try_acquire_many_owned(bytes) {
+                    Ok(permit) => permit,
+                    Err(TryAcquireError::NoPermits) => {
+                        self.drop_newest(queued.seq);
+                        return true;
+                    }
+                    Err(TryAcquireError::Closed) => return false,
+                },
+            };
+            queued.room = Some(Room::new(permit, self.stats.clone()));
+        }
         let place = match self.when_full {
             WhenFull::Block => match self.tx.reserve().await {
                 Ok(place) => place,
@@ -83,12 +106,7 @@ impl Queue {
             WhenFull::DropNewest => match self.tx.try_reserve() {
                 Ok(place) => place,
                 Err(mpsc::error::TrySendError::Full(())) => {
-                    let n = self.stats.buffer_dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n == 1 || n.is_multiple_of(10_000) {
-                        warn!(receiver = %self.name, dropped = n, "buffer full (whenFull: dropNewest): new events dropped for this receiver");
-                    }
-                    // Dropped: done for the source position.
-                    self.tracker.finish(&[queued.seq]);
+                    self.drop_newest(queued.seq);
                     return true;
                 }
                 Err(mpsc::error::TrySendError::Closed(())) => return false,
@@ -97,6 +115,41 @@ impl Queue {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         place.send(queued);
         true
+    }
+
+    /// `whenFull: dropNewest` with the buffer full: the event is dropped
+    /// for this receiver, counted, logged now and then, and finished.
+    fn drop_newest(&self, seq: u64) {
+        let n = self.stats.buffer_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 || n.is_multiple_of(10_000) {
+            warn!(receiver = %self.name, dropped = n, "buffer full (whenFull: dropNewest): new events dropped for this receiver");
+        }
+        // Dropped: done for the source position.
+        self.tracker.finish(&[seq]);
+    }
+}
+
+/// A queued event's bytes in a memory buffer: given back, and taken off
+/// the queue's byte gauge, when dropped.
+pub struct Room {
+    permit: OwnedSemaphorePermit,
+    stats: Arc<ReceiverStats>,
+}
+
+impl Room {
+    fn new(permit: OwnedSemaphorePermit, stats: Arc<ReceiverStats>) -> Self {
+        stats
+            .queued_bytes
+            .fetch_add(permit.num_permits() as u64, Ordering::Relaxed);
+        Self { permit, stats }
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.stats
+            .queued_bytes
+            .fetch_sub(self.permit.num_permits() as u64, Ordering::Relaxed);
     }
 }
 
@@ -308,6 +361,13 @@ impl Topology {
                 Some(_) => WhenFull::Block,
             },
             tracker: self.tracker.clone(),
+            bytes: match spec.buffer.disk {
+                None => spec.queue.max_bytes.map(|max| {
+                    let max = u32::try_from(max).unwrap_or(u32::MAX);
+                    (Arc::new(Semaphore::new(max as usize)), max)
+                }),
+                Some(_) => None,
+            },
             wants_event,
         }
     }
@@ -421,6 +481,7 @@ mod tests {
             event: Arc::new(crate::event::Encoded::new(event, false)),
             seq,
             span: None,
+            room: None,
         }
     }
 
@@ -434,6 +495,7 @@ mod tests {
             stats: stats.clone(),
             when_full: WhenFull::Block,
             tracker: Arc::new(Tracker::default()),
+            bytes: None,
             wants_event: false,
         };
         for seq in 0..3 {
@@ -459,6 +521,63 @@ mod tests {
         assert_eq!(gauge(), 3, "an event not queued is not counted");
     }
 
+    /// A memory buffer's `maxSize` bounds the bytes queued whatever the
+    /// number of events: a sender waits (or, with `dropNewest`, drops) until
+    /// the receiver takes enough out; an event larger than the whole buffer
+    /// goes alone once it is empty.
+    #[tokio::test]
+    async fn a_memory_buffer_holds_at_most_max_size_bytes() {
+        let one = queued(0).event.json().len() as u32;
+        let (tx, mut rx) = mpsc::channel(100);
+        let stats = Arc::new(ReceiverStats::default());
+        let tracker = Arc::new(Tracker::default());
+        let mut queue = Queue {
+            name: "out".into(),
+            tx,
+            stats: stats.clone(),
+            when_full: WhenFull::Block,
+            tracker: tracker.clone(),
+            bytes: Some((Arc::new(Semaphore::new(2 * one as usize)), 2 * one)),
+            wants_event: false,
+        };
+        let bytes = || stats.queued_bytes.load(Ordering::Relaxed);
+        assert!(queue.send(queued(0)).await);
+        assert!(queue.send(queued(1)).await);
+        assert_eq!(bytes(), 2 * u64::from(one));
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.send(queued(2)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "waits while the bytes are taken");
+        // Taken out (and dropped, as the receiver task does): room again.
+        drop(rx.recv().await.unwrap());
+        assert!(waiting.await.unwrap());
+        assert_eq!(bytes(), 2 * u64::from(one));
+
+        queue.when_full = WhenFull::DropNewest;
+        let seq = tracker.begin(1, None, None);
+        assert!(queue.send(queued(seq)).await, "never waits");
+        assert_eq!(stats.buffer_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(bytes(), 2 * u64::from(one), "the dropped one holds nothing");
+
+        // An event larger than the buffer: when it is empty, alone.
+        drop(rx.recv().await.unwrap());
+        drop(rx.recv().await.unwrap());
+        assert_eq!(bytes(), 0);
+        let big = EventBuilderV10::new()
+            .id("big")
+            .ty("t")
+            .source("s://x")
+            .data("text/plain", "x".repeat(10 * one as usize))
+            .build()
+            .unwrap();
+        let mut q = queued(9);
+        q.event = Arc::new(crate::event::Encoded::new(big, false));
+        assert!(queue.send(q).await);
+        assert_eq!(bytes(), 2 * u64::from(one), "counted as the whole buffer");
+    }
+
     /// `whenFull: dropNewest`: a full queue drops the new event, counts it,
     /// and finishes it for the position (it is not lost silently, and does
     /// not hold the position back).
@@ -473,6 +592,7 @@ mod tests {
             stats: stats.clone(),
             when_full: WhenFull::DropNewest,
             tracker: tracker.clone(),
+            bytes: None,
             wants_event: false,
         };
         let seqs: Vec<u64> = (0..3).map(|_| tracker.begin(1, None, None)).collect();

@@ -23,7 +23,9 @@ pub struct BufferConfig {
     /// `memory`: events held (default `queue.maxEvents`).
     #[serde(default)]
     pub max_events: Option<usize>,
-    /// `disk`: bytes on disk (default 256MiB).
+    /// `disk`: bytes on disk (default 256MiB); `memory`: bytes of the
+    /// events' JSON held (default 8MiB), whichever of it and `maxEvents`
+    /// comes first.
     #[serde(default)]
     pub max_size: Option<ByteSize>,
     /// What happens to a new event when the buffer is full.
@@ -170,6 +172,9 @@ pub struct BatchSpec {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QueueSpec {
     pub max_events: usize,
+    /// A memory buffer's `maxSize`: bytes of event JSON queued at once
+    /// (`None` in front of a disk buffer, which has its own).
+    pub max_bytes: Option<u64>,
     pub max_batch: usize,
 }
 
@@ -185,6 +190,10 @@ pub struct BufferSpec {
 /// A disk buffer's default `maxSize`.
 pub const DEFAULT_DISK_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
 
+/// A memory buffer's default `maxSize`: what bounds memory whatever the
+/// events' size (10,000 NVSentinel events are about 11 MB of JSON).
+pub const DEFAULT_MEMORY_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+
 /// `buffer`: a memory buffer's `maxEvents` sizes the queue; a disk buffer
 /// gets a directory named after the receiver.
 fn buffer(
@@ -194,18 +203,23 @@ fn buffer(
     diags: &mut Diagnostics,
 ) -> BufferSpec {
     let Some(b) = &r.buffer else {
+        queue.max_bytes = Some(DEFAULT_MEMORY_BUFFER_BYTES);
         return BufferSpec::default();
     };
     let at = Some(b.referenced);
     let b = &b.value;
     match b.kind {
         BufferType::Memory => {
-            if b.max_size.is_some() {
+            let size = b.max_size.map_or(DEFAULT_MEMORY_BUFFER_BYTES, |s| s.0);
+            if size < 64 * 1024 || size > u64::from(u32::MAX) {
                 diags.error(
                     at,
-                    format!("{place}.buffer.maxSize: only for type: disk (a memory buffer holds maxEvents events)"),
+                    format!(
+                        "{place}.buffer.maxSize: must be between 64KiB and 4GiB for a memory buffer"
+                    ),
                 );
             }
+            queue.max_bytes = Some(size.clamp(64 * 1024, u64::from(u32::MAX)));
             match b.max_events {
                 Some(0) => diags.error(at, format!("{place}.buffer.maxEvents: must be at least 1")),
                 Some(n) => queue.max_events = n,
@@ -259,6 +273,7 @@ fn queue(q: &QueueConfig, place: &str, diags: &mut Diagnostics) -> QueueSpec {
     }
     QueueSpec {
         max_events: q.max_events.max(1),
+        max_bytes: None,
         max_batch: q.max_batch.max(1),
     }
 }

@@ -382,6 +382,17 @@ fn receivers(e: &mut DescriptorEncoder, live: &Live) -> Result {
             ([("receiver", &*r.name)], ConstGauge::new(v))
         }),
     )?;
+    family(
+        e,
+        "switchyard_receiver_queue_size",
+        "Bytes of event JSON waiting in the receiver's memory buffer.",
+        Some(&Unit::Bytes),
+        MetricType::Gauge,
+        rs.iter().map(|r| {
+            let v = load(&r.stats.queued_bytes) as i64;
+            ([("receiver", &*r.name)], ConstGauge::new(v))
+        }),
+    )?;
     let disk: Vec<_> = rs.iter().filter(|r| r.disk_buffer).collect();
     type Stat = fn(&crate::stats::ReceiverStats) -> &AtomicU64;
     let gauges: [(&str, &str, Option<Unit>, Stat); 3] = [
