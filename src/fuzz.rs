@@ -119,8 +119,41 @@ pub fn mapping(data: &[u8]) {
         return;
     };
     let i = usize::from(pick) % PROFILES.len();
-    if let Ok(event) = MAPPERS[i].map(record) {
-        assert_valid(&event, profile_name(PROFILES[i].0));
+    let mapper = &MAPPERS[i];
+    let mapped = mapper.map(record);
+    if let Ok(event) = &mapped {
+        assert_valid(event, profile_name(PROFILES[i].0));
+    }
+    if mapper.encodes() {
+        // Straight to JSON: the same bytes as the DOM writes, or the same error.
+        let mut direct = Vec::new();
+        match (mapper.encode(record, &mut direct), mapped) {
+            (Ok(_), Ok(event)) => {
+                let mut json = Vec::new();
+                event::write_json(&event, &mut json);
+                if direct != json {
+                    // A document without a time gets the time of mapping:
+                    // two calls, two times. Nothing else may differ.
+                    let without_time = |bytes: &[u8]| {
+                        let mut v: Value = serde_json::from_slice(bytes).expect("JSON");
+                        v["time"] = Value::Null;
+                        v["data"]["healthEvent"]["generatedTimestamp"] = Value::Null;
+                        v
+                    };
+                    assert_eq!(
+                        without_time(&direct),
+                        without_time(&json),
+                        "encode writes what map makes"
+                    );
+                }
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "encode refuses as map does"),
+            (a, b) => panic!(
+                "encode and map disagree: {:?} vs {:?}",
+                a.map(drop),
+                b.map(drop)
+            ),
+        }
     }
 }
 

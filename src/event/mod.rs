@@ -4,13 +4,13 @@
 
 pub mod enums;
 mod path;
+mod prune;
 pub mod trace;
-
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 pub use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 pub use path::{FieldPath, PathError, Scalar};
+pub use prune::DataPaths;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// The names CloudEvents 1.0 gives its context attributes and data members,
@@ -42,41 +42,63 @@ pub struct Structured<'a>(pub &'a Event);
 
 impl Serialize for Structured<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let e = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("specversion", e.specversion().as_str())?;
-        map.serialize_entry("id", e.id())?;
-        map.serialize_entry("type", e.ty())?;
-        map.serialize_entry("source", e.source())?;
-        if let Some(v) = e.datacontenttype() {
-            map.serialize_entry("datacontenttype", v)?;
-        }
-        if let Some(v) = e.dataschema() {
-            map.serialize_entry("dataschema", v.as_str())?;
-        }
-        if let Some(v) = e.subject() {
-            map.serialize_entry("subject", v)?;
-        }
-        if let Some(t) = e.time() {
-            map.serialize_entry("time", &rfc3339_nano(t))?;
-        }
-        match e.data() {
-            Some(Data::Json(v)) => map.serialize_entry("data", v)?,
-            Some(Data::String(v)) => map.serialize_entry("data", v)?,
-            Some(Data::Binary(v)) => {
-                use base64::Engine as _;
-                let text = base64::engine::general_purpose::STANDARD.encode(v);
-                map.serialize_entry("data_base64", &text)?
-            }
-            None => {}
-        }
-        let mut extensions: Vec<_> = e.iter_extensions().collect();
-        extensions.sort_unstable_by_key(|(name, _)| *name);
-        for (name, value) in extensions {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
+        structured::<S, ()>(self.0, None, s)
     }
+}
+
+/// [`write_json`] with `data` written from `data` instead of the event's
+/// own (a mapping that writes its data without building it as a DOM).
+pub fn write_json_with_data<D: Serialize>(event: &Event, data: &D, out: &mut Vec<u8>) {
+    struct With<'a, D>(&'a Event, &'a D);
+    impl<D: Serialize> Serialize for With<'_, D> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            structured(self.0, Some(self.1), s)
+        }
+    }
+    serde_json::to_writer(&mut *out, &With(event, data)).expect("CloudEvent serialises to JSON");
+}
+
+fn structured<S: Serializer, D: Serialize>(
+    e: &Event,
+    data: Option<&D>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(None)?;
+    map.serialize_entry("specversion", e.specversion().as_str())?;
+    map.serialize_entry("id", e.id())?;
+    map.serialize_entry("type", e.ty())?;
+    map.serialize_entry("source", e.source())?;
+    if let Some(v) = e.datacontenttype() {
+        map.serialize_entry("datacontenttype", v)?;
+    }
+    if let Some(v) = e.dataschema() {
+        map.serialize_entry("dataschema", v.as_str())?;
+    }
+    if let Some(v) = e.subject() {
+        map.serialize_entry("subject", v)?;
+    }
+    if let Some(t) = e.time() {
+        let mut buf = path::StackStr::new();
+        push_rfc3339_nano(t, &mut buf);
+        map.serialize_entry("time", buf.as_str())?;
+    }
+    match (data, e.data()) {
+        (Some(d), _) => map.serialize_entry("data", d)?,
+        (None, Some(Data::Json(v))) => map.serialize_entry("data", v)?,
+        (None, Some(Data::String(v))) => map.serialize_entry("data", v)?,
+        (None, Some(Data::Binary(v))) => {
+            use base64::Engine as _;
+            let text = base64::engine::general_purpose::STANDARD.encode(v);
+            map.serialize_entry("data_base64", &text)?
+        }
+        (None, None) => {}
+    }
+    let mut extensions: Vec<_> = e.iter_extensions().collect();
+    extensions.sort_unstable_by_key(|(name, _)| *name);
+    for (name, value) in extensions {
+        map.serialize_entry(name, value)?;
+    }
+    map.end()
 }
 
 /// An event on its way to receivers: its structured-mode JSON (as
@@ -115,6 +137,15 @@ impl Encoded {
             let _ = kept.set(event);
         }
         Self { json, event: kept }
+    }
+
+    /// An event as its JSON alone, written by `write_json` (or as it
+    /// writes); the event is read back from it when asked for.
+    pub fn from_json(json: bytes::Bytes) -> Self {
+        Self {
+            json,
+            event: std::sync::OnceLock::new(),
+        }
     }
 
     /// An event with its JSON, as read back from it (a disk buffer).
@@ -167,7 +198,7 @@ pub fn rfc3339_nano(t: &DateTime<Utc>) -> String {
 /// [`rfc3339_nano`] appended to `out`. Every event's time goes through
 /// here, so the digits are written directly rather than through chrono's
 /// `format` (which interprets its format string on each call).
-pub fn push_rfc3339_nano(t: &DateTime<Utc>, out: &mut String) {
+pub fn push_rfc3339_nano(t: &DateTime<Utc>, out: &mut impl std::fmt::Write) {
     use chrono::{Datelike, Timelike};
     let year = t.year();
     if !(0..=9999).contains(&year) {
@@ -196,7 +227,7 @@ pub fn push_rfc3339_nano(t: &DateTime<Utc>, out: &mut String) {
         digits[10] = b'T';
         digits[13] = b':';
         digits[16] = b':';
-        out.push_str(std::str::from_utf8(&digits).expect("ASCII digits"));
+        let _ = out.write_str(std::str::from_utf8(&digits).expect("ASCII digits"));
     }
     // The fraction is what is past the second (a leap second's too).
     let mut nanos = t.timestamp_subsec_nanos() % 1_000_000_000;
@@ -212,9 +243,9 @@ pub fn push_rfc3339_nano(t: &DateTime<Utc>, out: &mut String) {
             frac[i] = b'0' + (nanos % 10) as u8;
             nanos /= 10;
         }
-        out.push_str(std::str::from_utf8(&frac[..=width]).expect("ASCII digits"));
+        let _ = out.write_str(std::str::from_utf8(&frac[..=width]).expect("ASCII digits"));
     }
-    out.push('Z');
+    let _ = out.write_char('Z');
 }
 
 /// Whether RFC 3339 can write `t`: its years have four digits (0000–9999).
@@ -237,6 +268,8 @@ pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     /// The old formatting, through chrono: what [`rfc3339_nano`] must equal.

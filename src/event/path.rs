@@ -36,6 +36,12 @@ pub struct Segment {
     index: Option<usize>,
 }
 
+impl Segment {
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 /// Why a path is not valid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PathError {
@@ -208,20 +214,20 @@ fn write_time(buf: &mut StackStr, t: &chrono::DateTime<chrono::Utc>) {
 
 /// A fixed-size string buffer for rendering numbers and times without
 /// allocating.
-struct StackStr {
+pub(super) struct StackStr {
     buf: [u8; 64],
     len: usize,
 }
 
 impl StackStr {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             buf: [0; 64],
             len: 0,
         }
     }
 
-    fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         // Only whole `&str`s are ever copied in, so this is valid UTF-8.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }

@@ -90,6 +90,25 @@ impl Mapper {
         Ok(event)
     }
 
+    /// Whether [`Mapper::encode`] can map this profile without a DOM: the
+    /// `nvsentinel` profile without templated overrides (which read the
+    /// event they change).
+    pub fn encodes(&self) -> bool {
+        self.profile == Profile::Nvsentinel
+            && self.overrides.ty.is_none()
+            && self.overrides.source.is_none()
+            && self.overrides.subject.is_none()
+    }
+
+    /// Maps one record straight to its structured-mode JSON, appended to
+    /// `out` (the bytes [`crate::event::write_json`] writes for what
+    /// [`Mapper::map`] makes), and returns the event's attributes without
+    /// its data. Only when [`Mapper::encodes`].
+    pub fn encode(&self, record: &[u8], out: &mut Vec<u8>) -> Result<Event, MapError> {
+        debug_assert!(self.encodes());
+        nvsentinel::encode(record, &self.metadata, self.enums, out)
+    }
+
     fn apply_overrides(&self, event: &mut Event) -> Result<(), MapError> {
         use cloudevents::event::AttributesWriter;
         let err =

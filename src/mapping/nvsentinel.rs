@@ -18,9 +18,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10, event::Event};
-use serde::{Deserialize, Deserializer};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{MapError, derive_id, extjson};
 use crate::event::enums;
@@ -118,7 +119,7 @@ struct Timestamp {
     nanos: i64,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(default)]
 struct BehaviourOverrides {
     #[serde(deserialize_with = "nullable")]
@@ -137,20 +138,19 @@ fn nullable_required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
     Option::<String>::deserialize(d)?.ok_or_else(|| serde::de::Error::custom("must not be null"))
 }
 
-/// An enum member as NVSentinel's exporter sends it (its number, an int32
-/// in Go), or by name when `mapping.enums: names`.
-fn enum_value(style: EnumStyle, table: &[(i64, &'static str)], n: i64) -> Value {
-    match style {
-        EnumStyle::Numbers => Value::from(n),
-        EnumStyle::Names => Value::String(enums::name(table, n).into_owned()),
-    }
+/// A document read: what both of the profile's outputs are made from.
+struct Parsed {
+    record_id: Option<String>,
+    he: HealthEvent,
+    time: DateTime<Utc>,
+    /// `time` as NVSentinel writes `generatedTimestamp`.
+    timestamp: String,
+    /// The last GPU_UUID entity's value, when not empty (as NVSentinel).
+    gpu_uuid: Option<String>,
+    traceparent: Option<TraceParent>,
 }
 
-pub fn map(
-    record: &[u8],
-    metadata: &Map<String, Value>,
-    style: EnumStyle,
-) -> Result<Event, MapError> {
+fn parse(record: &[u8]) -> Result<Parsed, MapError> {
     let doc: Document = match serde_json::from_slice(record) {
         Ok(doc) => doc,
         Err(_) => return Err(explain(record)),
@@ -177,106 +177,193 @@ pub fn map(
         .or_else(|| extjson::date(&doc.created_at))
         .unwrap_or_else(Utc::now);
     let timestamp = extjson::rfc3339_nano(&time);
-
-    let mut gpu_uuid = None;
-    let entities: Vec<Value> = he
+    let gpu_uuid = he
         .entitiesimpacted
-        .into_iter()
-        .map(|e| {
-            if e.entitytype == "GPU_UUID" {
-                gpu_uuid = Some(e.entityvalue.clone());
-            }
-            let mut entity = Map::new();
-            entity.insert("entityType".into(), e.entitytype.into());
-            entity.insert("entityValue".into(), e.entityvalue.into());
-            Value::Object(entity)
-        })
-        .collect();
-
-    let mut event_data = Map::new();
-    event_data.insert("version".into(), he.version.into());
-    event_data.insert("agent".into(), he.agent.into());
-    event_data.insert("componentClass".into(), he.componentclass.into());
-    event_data.insert("checkName".into(), he.checkname.into());
-    event_data.insert("isFatal".into(), he.isfatal.into());
-    event_data.insert("isHealthy".into(), he.ishealthy.into());
-    event_data.insert("message".into(), he.message.into());
-    event_data.insert(
-        "recommendedAction".into(),
-        enum_value(style, enums::RECOMMENDED_ACTION, he.recommendedaction),
-    );
-    event_data.insert("errorCode".into(), he.errorcode.into());
-    event_data.insert("entitiesImpacted".into(), entities.into());
-    event_data.insert("generatedTimestamp".into(), timestamp.clone().into());
-    event_data.insert("nodeName".into(), he.nodename.clone().into());
-    event_data.insert(
-        "processingStrategy".into(),
-        enum_value(style, enums::PROCESSING_STRATEGY, he.processingstrategy),
-    );
-    if !he.customrecommendedaction.is_empty() {
-        event_data.insert(
-            "customRecommendedAction".into(),
-            he.customrecommendedaction.into(),
-        );
-    }
+        .iter()
+        .rev()
+        .find(|e| e.entitytype == "GPU_UUID")
+        .map(|e| e.entityvalue.clone())
+        .filter(|g| !g.is_empty());
     // The platform connector's span: the context the event was created in.
     let traceparent = he.metadata.get("trace_id").and_then(|t| {
         let status: Status = serde_json::from_str(doc.healtheventstatus?.get()).ok()?;
         TraceParent::from_ids(t, &status.spanids.platform_connector)
     });
-    if !he.metadata.is_empty() {
-        let m: Map<String, Value> = he
-            .metadata
-            .into_iter()
-            .map(|(k, v)| (k, v.into()))
-            .collect();
-        event_data.insert("metadata".into(), m.into());
-    }
-    if let Some(o) = he.quarantineoverrides {
-        event_data.insert(
-            "quarantineOverrides".into(),
-            json!({"force": o.force, "skip": o.skip}),
-        );
-    }
-    if let Some(o) = he.drainoverrides {
-        event_data.insert(
-            "drainOverrides".into(),
-            json!({"force": o.force, "skip": o.skip}),
-        );
-    }
-    // As NVSentinel: the last GPU_UUID entity's value, when not empty.
-    if let Some(g) = gpu_uuid.filter(|g| !g.is_empty()) {
-        event_data.insert("gpuUUID".into(), g.into());
-    }
+    Ok(Parsed {
+        record_id,
+        he,
+        time,
+        timestamp,
+        gpu_uuid,
+        traceparent,
+    })
+}
 
+pub fn map(
+    record: &[u8],
+    metadata: &Map<String, Value>,
+    style: EnumStyle,
+) -> Result<Event, MapError> {
+    let p = parse(record)?;
+    let mut event = attributes(&p, record, metadata)?;
+    let data = serde_json::to_value(Data {
+        metadata,
+        p: &p,
+        style,
+    })
+    .expect("health event data is JSON");
+    use cloudevents::event::AttributesWriter;
+    event.set_datacontenttype(Some("application/json"));
+    event.set_data_unchecked(data);
+    Ok(event)
+}
+
+/// The profile without a DOM: the event's attributes (its data left out)
+/// and its structured-mode JSON, written straight from the document read —
+/// the same bytes [`crate::event::write_json`] writes for [`map`]'s event.
+pub fn encode(
+    record: &[u8],
+    metadata: &Map<String, Value>,
+    style: EnumStyle,
+    out: &mut Vec<u8>,
+) -> Result<Event, MapError> {
+    let p = parse(record)?;
+    let mut event = attributes(&p, record, metadata)?;
+    use cloudevents::event::AttributesWriter;
+    event.set_datacontenttype(Some("application/json"));
+    let data = Data {
+        metadata,
+        p: &p,
+        style,
+    };
+    crate::event::write_json_with_data(&event, &data, out);
+    Ok(event)
+}
+
+/// The CloudEvent's attributes (no data yet).
+fn attributes(p: &Parsed, record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapError> {
     let cluster = metadata
         .get("cluster")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let id = match &record_id {
+    let id = match &p.record_id {
         Some(oid) => derive_id("nvsentinel", oid.as_bytes()),
         None => derive_id("nvsentinel-content", record),
     };
-    let mut data = Map::new();
-    data.insert("metadata".into(), Value::Object(metadata.clone()));
-    data.insert("healthEvent".into(), Value::Object(event_data));
-    let data = Value::Object(data);
     let mut builder = EventBuilderV10::new()
         .id(id)
         .ty(EVENT_TYPE)
         .source(format!("nvsentinel://{cluster}/healthevents"))
-        .time(time)
-        .data("application/json", data);
-    if !he.nodename.is_empty() {
-        builder = builder.subject(he.nodename);
+        .time(p.time);
+    if !p.he.nodename.is_empty() {
+        builder = builder.subject(p.he.nodename.clone());
     }
     let mut event = builder
         .build()
-        .map_err(|e| MapError::new(record_id, format!("cannot build CloudEvent: {e}")))?;
-    if let Some(tp) = traceparent {
-        trace::set_extension(&mut event, &tp, None);
+        .map_err(|e| MapError::new(p.record_id.clone(), format!("cannot build CloudEvent: {e}")))?;
+    if let Some(tp) = &p.traceparent {
+        trace::set_extension(&mut event, tp, None);
     }
     Ok(event)
+}
+
+/// The CloudEvent's `data`: `{"metadata": <config metadata>, "healthEvent":
+/// {…}}`, members in NVSentinel's order, presence rules as its transformer.
+struct Data<'a> {
+    metadata: &'a Map<String, Value>,
+    p: &'a Parsed,
+    style: EnumStyle,
+}
+
+impl Serialize for Data<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("metadata", self.metadata)?;
+        map.serialize_entry("healthEvent", &Health(self))?;
+        map.end()
+    }
+}
+
+struct Health<'a, 'b>(&'b Data<'a>);
+
+impl Serialize for Health<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Data { p, style, .. } = self.0;
+        let he = &p.he;
+        let enum_value = |table, n| EnumOut(*style, table, n);
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("version", &he.version)?;
+        map.serialize_entry("agent", &he.agent)?;
+        map.serialize_entry("componentClass", &he.componentclass)?;
+        map.serialize_entry("checkName", &he.checkname)?;
+        map.serialize_entry("isFatal", &he.isfatal)?;
+        map.serialize_entry("isHealthy", &he.ishealthy)?;
+        map.serialize_entry("message", &he.message)?;
+        map.serialize_entry(
+            "recommendedAction",
+            &enum_value(enums::RECOMMENDED_ACTION, he.recommendedaction),
+        )?;
+        map.serialize_entry("errorCode", &he.errorcode)?;
+        map.serialize_entry("entitiesImpacted", &Entities(&he.entitiesimpacted))?;
+        map.serialize_entry("generatedTimestamp", &p.timestamp)?;
+        map.serialize_entry("nodeName", &he.nodename)?;
+        map.serialize_entry(
+            "processingStrategy",
+            &enum_value(enums::PROCESSING_STRATEGY, he.processingstrategy),
+        )?;
+        if !he.customrecommendedaction.is_empty() {
+            map.serialize_entry("customRecommendedAction", &he.customrecommendedaction)?;
+        }
+        if !he.metadata.is_empty() {
+            map.serialize_entry("metadata", &he.metadata)?;
+        }
+        if let Some(o) = &he.quarantineoverrides {
+            map.serialize_entry("quarantineOverrides", o)?;
+        }
+        if let Some(o) = &he.drainoverrides {
+            map.serialize_entry("drainOverrides", o)?;
+        }
+        if let Some(g) = &p.gpu_uuid {
+            map.serialize_entry("gpuUUID", g)?;
+        }
+        map.end()
+    }
+}
+
+/// An enum member as NVSentinel's exporter sends it (its number, an int32
+/// in Go), or by name when `mapping.enums: names`.
+struct EnumOut(EnumStyle, &'static [(i64, &'static str)], i64);
+
+impl Serialize for EnumOut {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            EnumStyle::Numbers => s.serialize_i64(self.2),
+            EnumStyle::Names => s.serialize_str(&enums::name(self.1, self.2)),
+        }
+    }
+}
+
+struct Entities<'a>(&'a [Entity]);
+
+impl Serialize for Entities<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            seq.serialize_element(&EntityOut(e))?;
+        }
+        seq.end()
+    }
+}
+
+struct EntityOut<'a>(&'a Entity);
+
+impl Serialize for EntityOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("entityType", &self.0.entitytype)?;
+        map.serialize_entry("entityValue", &self.0.entityvalue)?;
+        map.end()
+    }
 }
 
 /// Parses again, slowly, to say where a document is malformed.

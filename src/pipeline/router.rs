@@ -205,9 +205,24 @@ async fn map_batch(
         events: Vec::with_capacity(records.len()),
         targets: Vec::with_capacity(records.len()),
     };
+    // Where records mapped straight to JSON are written, reused.
+    let mut scratch = Vec::new();
     for record in records {
         let first = mapped.events.len();
-        let (receivers, span) = map_one(stage, record.payload, &mut mapped, stats, tracer).await;
+        let (receivers, span) = match (&stage.direct, tracer) {
+            (Some(paths), None) => {
+                let receivers = map_direct(
+                    stage,
+                    paths,
+                    record.payload,
+                    &mut mapped,
+                    stats,
+                    &mut scratch,
+                );
+                (receivers, None)
+            }
+            _ => map_one(stage, record.payload, &mut mapped, stats, tracer).await,
+        };
         mapped.records.push(MappedRecord {
             position: record.position,
             done: record.done,
@@ -270,6 +285,60 @@ async fn map_one(
         false => s.routed(total as usize),
     });
     (total, span)
+}
+
+/// [`map_one`] without a DOM ([`Stage::direct`]): the record is mapped
+/// straight to its JSON; routing reads the event's attributes and, of its
+/// data, only what the route tree's paths reach, read back from that JSON.
+/// The event goes on as its JSON alone; a receiver that reads it gets it
+/// read back from the JSON.
+fn map_direct(
+    stage: &Stage,
+    paths: &crate::event::DataPaths,
+    payload: Payload,
+    mapped: &mut Mapped,
+    stats: &Stats,
+    scratch: &mut Vec<u8>,
+) -> u32 {
+    let line = match payload {
+        Payload::Line(line) => line,
+        Payload::Checkpoint => return 0,
+        Payload::Invalid(reason) => {
+            stats.read.fetch_add(1, Ordering::Relaxed);
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            warn!(%reason, "malformed record skipped");
+            return 0;
+        }
+    };
+    stats.read.fetch_add(1, Ordering::Relaxed);
+    scratch.clear();
+    let mut event = match stage.mapper.encode(&line, scratch) {
+        Ok(event) => event,
+        Err(e) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
+            return 0;
+        }
+    };
+    stats.mapped.fetch_add(1, Ordering::Relaxed);
+    if !paths.is_empty() {
+        let data = paths
+            .data_of(scratch)
+            .expect("the JSON just written reads back");
+        event.set_data_unchecked(data);
+    }
+    let first = mapped.targets.len();
+    stage.routes.route_into(&event, &mut mapped.targets);
+    let n = mapped.targets.len() - first;
+    if n == 0 {
+        stats.unrouted.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    }
+    let encoded = Encoded::from_json(bytes::Bytes::copy_from_slice(scratch));
+    mapped
+        .events
+        .push((Arc::new(encoded), first..mapped.targets.len()));
+    n as u32
 }
 
 /// Routes one event, adding it to `mapped` when it reaches a receiver: how

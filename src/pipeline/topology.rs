@@ -51,6 +51,10 @@ pub struct Stage {
     /// Per receiver (as the queues), whether it reads events, not only
     /// their JSON ([`Queue::wants_event`]).
     pub wants_event: Vec<bool>,
+    /// When records can be mapped straight to JSON ([`Mapper::encodes`],
+    /// no global transforms, routes that read only paths of `data`): the
+    /// paths routing reads, all of the data it needs.
+    pub direct: Option<crate::event::DataPaths>,
 }
 
 /// The sending end of a receiver's queue.
@@ -278,12 +282,17 @@ impl Topology {
         }
         // `previous` (removed receivers) drops here; their tasks end when
         // the router drops the old routing's senders too.
+        let transforms = Chain::new(&compiled.transforms, plugins);
+        let direct = (compiled.mapper.encodes() && transforms.is_empty())
+            .then(|| compiled.routes.data_paths())
+            .flatten();
         Ok(Routing {
             stage: Arc::new(Stage {
                 mapper: compiled.mapper.clone(),
-                transforms: Chain::new(&compiled.transforms, plugins),
+                transforms,
                 routes: compiled.routes.clone(),
                 wants_event: queues.iter().map(|q| q.wants_event).collect(),
+                direct,
             }),
             queues,
         })

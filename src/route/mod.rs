@@ -173,6 +173,20 @@ impl RouteTree {
         self.root.process(&mut e, out, out.len());
     }
 
+    /// The `data` paths the rules' conditions read, when that is all they
+    /// read of `data` (no rule has a CEL expression, which may read any of
+    /// it): routing then needs only those parts of an event's data.
+    pub fn data_paths(&self) -> Option<crate::event::DataPaths> {
+        if self.has_exprs {
+            return None;
+        }
+        let mut paths = Vec::new();
+        self.root.visit(&mut |rule, _| {
+            paths.extend(rule.conditions.iter().map(|c| c.path.clone()));
+        });
+        Some(crate::event::DataPaths::new(&paths))
+    }
+
     /// Whether any rule holds a CEL expression.
     pub fn has_exprs(&self) -> bool {
         self.has_exprs

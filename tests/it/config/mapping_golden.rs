@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use switchyard::event::AttributesReader as _;
 use switchyard::mapping::Profile;
 use switchyard::mapping::{Mapper, Overrides};
 
@@ -17,17 +18,30 @@ fn map_all(input: &str) -> String {
     let mapper = Mapper::new(Profile::Nvsentinel, metadata, Overrides::default());
     let mut out = String::new();
     for line in input.lines() {
+        // Mapped straight to JSON (the pipeline's way when nothing needs
+        // the DOM): the same bytes, or the same error.
+        let mut direct = Vec::new();
+        let encoded = mapper.encode(line.as_bytes(), &mut direct);
         match mapper.map(line.as_bytes()) {
             Ok(event) => {
                 let mut json = Vec::new();
                 switchyard::event::write_json(&event, &mut json);
+                let attributes = encoded.expect("encodes as it maps");
+                assert_eq!(
+                    std::str::from_utf8(&direct).unwrap(),
+                    std::str::from_utf8(&json).unwrap()
+                );
+                assert_eq!(attributes.id(), event.id());
                 out.push_str(std::str::from_utf8(&json).unwrap());
             }
-            Err(e) => out.push_str(&format!(
-                "error: {}: {}",
-                e.id.as_deref().unwrap_or("-"),
-                e.reason
-            )),
+            Err(e) => {
+                assert_eq!(encoded.unwrap_err(), e, "encodes as it maps");
+                out.push_str(&format!(
+                    "error: {}: {}",
+                    e.id.as_deref().unwrap_or("-"),
+                    e.reason
+                ))
+            }
         }
         out.push('\n');
     }
