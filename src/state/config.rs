@@ -44,7 +44,7 @@ fn default_max_in_flight() -> Spanned<usize> {
 }
 
 /// `state.maxInFlight`'s default: twice a receiver queue's default size.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 20_000;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 65_536;
 
 fn default_state_dir() -> Spanned<String> {
     Spanned::new(
