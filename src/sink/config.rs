@@ -24,7 +24,7 @@ pub struct BufferConfig {
     #[serde(default)]
     pub max_events: Option<usize>,
     /// `disk`: bytes on disk (default 256MiB); `memory`: bytes of the
-    /// events' JSON held (default 8MiB), whichever of it and `maxEvents`
+    /// events' JSON held (default 2MiB), whichever of it and `maxEvents`
     /// comes first.
     #[serde(default)]
     pub max_size: Option<ByteSize>,
@@ -191,8 +191,10 @@ pub struct BufferSpec {
 pub const DEFAULT_DISK_BUFFER_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A memory buffer's default `maxSize`: what bounds memory whatever the
-/// events' size (10,000 NVSentinel events are about 11 MB of JSON).
-pub const DEFAULT_MEMORY_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+/// events' size. About 1,900 NVSentinel events (10,000 of 200 bytes):
+/// several batches ahead of a receiver, whose batches in flight are out of
+/// the queue.
+pub const DEFAULT_MEMORY_BUFFER_BYTES: u64 = 2 * 1024 * 1024;
 
 /// `buffer`: a memory buffer's `maxEvents` sizes the queue; a disk buffer
 /// gets a directory named after the receiver.
