@@ -244,32 +244,18 @@ async fn map_one(
     tracer: Option<&Tracer>,
 ) -> (u32, Option<Arc<EventSpan>>) {
     let read = tracer.map(|_| std::time::SystemTime::now());
-    let line = match payload {
-        Payload::Line(line) => line,
-        Payload::Checkpoint => return (0, None),
-        Payload::Invalid(reason) => {
-            stats.read.fetch_add(1, Ordering::Relaxed);
-            stats.malformed.fetch_add(1, Ordering::Relaxed);
-            warn!(%reason, "malformed record skipped");
-            return (0, None);
-        }
+    let Some(line) = line(payload, stats) else {
+        return (0, None);
     };
-    stats.read.fetch_add(1, Ordering::Relaxed);
-    let mut event = match stage.mapper.map(&line) {
-        Ok(event) => event,
-        Err(e) => {
-            stats.malformed.fetch_add(1, Ordering::Relaxed);
-            warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
-            return (0, None);
-        }
+    let Some(mut event) = mapped_ok(stage.mapper.map(&line), stats) else {
+        return (0, None);
     };
-    stats.mapped.fetch_add(1, Ordering::Relaxed);
     let span = match (tracer, read) {
         (Some(tracer), Some(read)) => Some(tracer.process_event(&mut event, read)),
         _ => None,
     };
     if stage.transforms.is_empty() {
-        let total = route(stage, event, mapped, stats);
+        let total = route(stage, event, mapped, stats, Encoded::new);
         return (total, span.and_then(|s| s.routed(total as usize)));
     }
     // A transform may split the event: the record is finished when every
@@ -278,7 +264,7 @@ async fn map_one(
     let dropped = events.is_empty();
     let mut total = 0u32;
     for event in events {
-        total += route(stage, event, mapped, stats);
+        total += route(stage, event, mapped, stats, Encoded::new);
     }
     let span = span.and_then(|s| match dropped {
         true => s.filtered(),
@@ -300,50 +286,67 @@ fn map_direct(
     stats: &Stats,
     scratch: &mut Vec<u8>,
 ) -> u32 {
-    let line = match payload {
-        Payload::Line(line) => line,
-        Payload::Checkpoint => return 0,
-        Payload::Invalid(reason) => {
-            stats.read.fetch_add(1, Ordering::Relaxed);
-            stats.malformed.fetch_add(1, Ordering::Relaxed);
-            warn!(%reason, "malformed record skipped");
-            return 0;
-        }
+    let Some(line) = line(payload, stats) else {
+        return 0;
     };
-    stats.read.fetch_add(1, Ordering::Relaxed);
     scratch.clear();
-    let mut event = match stage.mapper.encode(&line, scratch) {
-        Ok(event) => event,
-        Err(e) => {
-            stats.malformed.fetch_add(1, Ordering::Relaxed);
-            warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
-            return 0;
-        }
+    let Some(mut event) = mapped_ok(stage.mapper.encode(&line, scratch), stats) else {
+        return 0;
     };
-    stats.mapped.fetch_add(1, Ordering::Relaxed);
     if !paths.is_empty() {
         let data = paths
             .data_of(scratch)
             .expect("the JSON just written reads back");
         event.set_data_unchecked(data);
     }
-    let first = mapped.targets.len();
-    stage.routes.route_into(&event, &mut mapped.targets);
-    let n = mapped.targets.len() - first;
-    if n == 0 {
-        stats.unrouted.fetch_add(1, Ordering::Relaxed);
-        return 0;
-    }
-    let encoded = Encoded::from_json(bytes::Bytes::copy_from_slice(scratch));
-    mapped
-        .events
-        .push((Arc::new(encoded), first..mapped.targets.len()));
-    n as u32
+    route(stage, event, mapped, stats, |_, _| {
+        Encoded::from_json(bytes::Bytes::copy_from_slice(scratch))
+    })
 }
 
-/// Routes one event, adding it to `mapped` when it reaches a receiver: how
-/// many it reaches.
-fn route(stage: &Stage, event: Event, mapped: &mut Mapped, stats: &Stats) -> u32 {
+/// A record's line, counted as read; `None` for a checkpoint (no record)
+/// and for a record that could not be read, counted and logged as malformed.
+fn line(payload: Payload, stats: &Stats) -> Option<Vec<u8>> {
+    let line = match payload {
+        Payload::Line(line) => line,
+        Payload::Checkpoint => return None,
+        Payload::Invalid(reason) => {
+            stats.read.fetch_add(1, Ordering::Relaxed);
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            warn!(%reason, "malformed record skipped");
+            return None;
+        }
+    };
+    stats.read.fetch_add(1, Ordering::Relaxed);
+    Some(line)
+}
+
+/// A mapped event, counted; a record the mapping refused is counted and
+/// logged as malformed.
+fn mapped_ok(result: Result<Event, crate::mapping::MapError>, stats: &Stats) -> Option<Event> {
+    match result {
+        Ok(event) => {
+            stats.mapped.fetch_add(1, Ordering::Relaxed);
+            Some(event)
+        }
+        Err(e) => {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            warn!(record_id = e.id.as_deref().unwrap_or("-"), reason = %e.reason, "malformed record skipped");
+            None
+        }
+    }
+}
+
+/// Routes one event, adding it to `mapped` (as `encode` makes it of the
+/// event and whether a receiver reads more than its JSON) when it reaches
+/// a receiver: how many it reaches.
+fn route(
+    stage: &Stage,
+    event: Event,
+    mapped: &mut Mapped,
+    stats: &Stats,
+    encode: impl FnOnce(Event, bool) -> Encoded,
+) -> u32 {
     let first = mapped.targets.len();
     stage.routes.route_into(&event, &mut mapped.targets);
     let n = mapped.targets.len() - first;
@@ -356,7 +359,7 @@ fn route(stage: &Stage, event: Event, mapped: &mut Mapped, stats: &Stats) -> u32
     let keep = mapped.targets[first..]
         .iter()
         .any(|&r| stage.wants_event[r]);
-    let encoded = Encoded::new(event, keep);
+    let encoded = encode(event, keep);
     mapped
         .events
         .push((Arc::new(encoded), first..mapped.targets.len()));
