@@ -233,13 +233,14 @@ async fn parallel_mapping_keeps_every_receivers_order_and_the_position() {
     );
 }
 
-/// Records mapped straight to JSON (the `nvsentinel` profile, routes that
-/// read only paths) reach the same receivers with the same bytes as
-/// through the DOM (a CEL expression makes the router build it).
+/// Records mapped straight to JSON (the `nvsentinel` profile, routes on
+/// paths and on NVSentinel's CEL view) reach the same receivers with the
+/// same bytes as through the DOM (an override, even one that changes
+/// nothing, makes the mapping build it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_mapping_delivers_what_the_dom_delivers() {
     let samples = include_str!("../../examples/health-events.jsonl");
-    let run = |rule: &'static str| async move {
+    let run = |mapping: &'static str| async move {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("input.jsonl");
         std::fs::write(&input, samples).unwrap();
@@ -247,27 +248,35 @@ async fn direct_mapping_delivers_what_the_dom_delivers() {
         let yaml = format!(
             "metadata: {{cluster: c}}\n\
              source: {{file: {{path: {}}}}}\n\
-             mapping: {{profile: nvsentinel}}\n\
+             mapping: {mapping}\n\
              state: {{dir: {}}}\n\
-             route:\n  drop: [{{data.healthEvent.entitiesImpacted.entityType: NIC}}]\n  match: [{{receiver: out, data.healthEvent.isFatal: true{rule}}}]\n\
+             route:\n  drop: [{{data.healthEvent.entitiesImpacted.entityType: NIC}}, {{expr: \"event.checkName == 'GpuMemWatch'\"}}]\n  match: [{{receiver: out, data.healthEvent.isFatal: true}}]\n\
              receivers:\n- {{name: out, file: {{path: {}}}}}\n",
             input.display(),
             dir.path().join("state").display(),
             out.display()
         );
         let compiled = validate(&parse(&yaml).unwrap()).unwrap().0;
-        let direct = compiled.routes.data_paths().is_some();
+        let direct = compiled.mapper.encodes() && compiled.routes.data_paths().is_some();
         let stats = run(compiled, CancellationToken::new()).await.unwrap();
         (direct, std::fs::read_to_string(out).unwrap(), stats)
     };
-    let (direct, by_json, stats) = run("").await;
-    assert!(direct, "routes on paths alone map straight to JSON");
-    let (dom, by_dom, _) = run(", expr: 'true'").await;
-    assert!(!dom, "an expression needs the DOM");
+    let (direct, by_json, stats) = run("{profile: nvsentinel}").await;
+    assert!(
+        direct,
+        "paths and NVSentinel's CEL view map straight to JSON"
+    );
+    let (dom, by_dom, _) =
+        run("{profile: nvsentinel, type: com.nvidia.nvsentinel.health.v1}").await;
+    assert!(!dom, "an override needs the DOM");
     assert_eq!(by_json, by_dom);
     let fatal = samples
         .lines()
-        .filter(|l| l.contains("\"isfatal\":true") && !l.contains("\"entitytype\":\"NIC\""))
+        .filter(|l| {
+            l.contains("\"isfatal\":true")
+                && !l.contains("\"entitytype\":\"NIC\"")
+                && !l.contains("\"checkname\":\"GpuMemWatch\"")
+        })
         .count();
     assert!(fatal > 0);
     assert_eq!(by_json.lines().count(), fatal);

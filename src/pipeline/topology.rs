@@ -52,8 +52,9 @@ pub struct Stage {
     /// their JSON ([`Queue::wants_event`]).
     pub wants_event: Vec<bool>,
     /// When records can be mapped straight to JSON ([`Mapper::encodes`],
-    /// no global transforms, routes that read only paths of `data`): the
-    /// paths routing reads, all of the data it needs.
+    /// no global transforms, routes whose reads of `data` are known: see
+    /// `RouteTree::data_paths`): the paths routing reads, all of the data
+    /// it needs.
     pub direct: Option<crate::event::DataPaths>,
 }
 

@@ -82,6 +82,14 @@ impl Fields {
         self.0 & (1 << i) != 0
     }
 
+    /// The members in the set, by their names in the CloudEvent's
+    /// `data.healthEvent` (where NVSentinel's view reads them).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        (0..NV_FIELDS.len())
+            .filter(move |i| self.has(*i))
+            .map(|i| NV_FIELDS[i])
+    }
+
     /// The members `e` reads: `event.<member>` adds one; `event` used in
     /// any other way (passed whole, indexed, `'x' in event`) needs them all.
     fn read_by(e: &IdedExpr) -> Fields {

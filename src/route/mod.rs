@@ -173,14 +173,23 @@ impl RouteTree {
         self.root.process(&mut e, out, out.len());
     }
 
-    /// The `data` paths the rules' conditions read, when that is all they
-    /// read of `data` (no rule has a CEL expression, which may read any of
-    /// it): routing then needs only those parts of an event's data.
+    /// The `data` paths the rules read, when they can be known: every
+    /// condition's path, and for CEL expressions in NVSentinel's view the
+    /// members of `data.healthEvent` they read. `None` when an expression
+    /// sees the whole CloudEvent (it may read any of it). Routing needs
+    /// only these parts of an event's data.
     pub fn data_paths(&self) -> Option<crate::event::DataPaths> {
-        if self.has_exprs {
-            return None;
-        }
         let mut paths = Vec::new();
+        if self.has_exprs {
+            if self.view != expr::View::Nvsentinel {
+                return None;
+            }
+            for name in self.fields.names() {
+                let path = FieldPath::parse(&format!("data.healthEvent.{name}"))
+                    .expect("NVSentinel's members are valid paths");
+                paths.push(path);
+            }
+        }
         self.root.visit(&mut |rule, _| {
             paths.extend(rule.conditions.iter().map(|c| c.path.clone()));
         });

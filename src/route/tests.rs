@@ -314,3 +314,49 @@ fn plain_trees_have_no_exprs() {
     let (compiled, _) = validate(&parse(yaml).unwrap()).unwrap();
     assert!(!compiled.routes.has_exprs());
 }
+
+/// What routing reads of `data`: every condition's path, and the members of
+/// `data.healthEvent` NVSentinel's CEL view reads; nothing can be known of
+/// an expression over the whole CloudEvent.
+#[test]
+fn data_paths_are_the_conditions_and_nvsentinels_cel_members() {
+    const RAW: &str = "{profile: raw, type: t, source: s}";
+    let tree = |mapping: &str, route: &str| {
+        let yaml = format!(
+            "metadata: {{cluster: c}}\nsource: {{stdin: {{}}}}\nmapping: {mapping}\n{route}\nreceivers:\n  - {{name: a, stdout: {{}}}}\n"
+        );
+        let config = parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let (compiled, _) = validate(&config).unwrap_or_else(|e| panic!("{e}"));
+        compiled.routes.data_paths()
+    };
+    let paths = |list: &[&str]| {
+        let parsed: Vec<_> = list
+            .iter()
+            .map(|p| crate::event::FieldPath::parse(p).unwrap())
+            .collect();
+        Some(crate::event::DataPaths::new(&parsed))
+    };
+    assert_eq!(
+        tree(
+            "{profile: nvsentinel}",
+            r#"route: {drop: [{expr: "event.isFatal && 'X' in event.errorCode"}], match: [{receiver: a, subject: n1, data.metadata.cluster: c}]}"#
+        ),
+        paths(&[
+            "data.healthEvent.errorCode",
+            "data.healthEvent.isFatal",
+            "data.metadata.cluster"
+        ])
+    );
+    assert_eq!(
+        tree(
+            RAW,
+            r#"route: {match: [{receiver: a, expr: "event.data.x == 1"}]}"#
+        ),
+        None
+    );
+    assert_eq!(
+        tree(RAW, "route: {match: [{receiver: a, type: t}]}"),
+        paths(&[]),
+        "attributes alone read no data"
+    );
+}
