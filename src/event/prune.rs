@@ -14,7 +14,10 @@ use super::path::{FieldPath, Segment};
 /// The `data.…` paths of a route tree, as a tree of member names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataPaths {
+    /// The paths under `data`.
     root: Node,
+    /// The same as seen from the event: its `data` member, those paths.
+    event: Node,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,7 +68,11 @@ impl DataPaths {
                 root.add(segments);
             }
         }
-        Self { root }
+        let event = Node {
+            all: false,
+            members: vec![("data".into(), root.clone())],
+        };
+        Self { root, event }
     }
 
     /// Whether no path reads `data` (then nothing need be read).
@@ -77,63 +84,12 @@ impl DataPaths {
     /// the paths reach (`Null` when it has none).
     pub fn data_of(&self, event_json: &[u8]) -> Result<Value, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_slice(event_json);
-        let data = TopLevel(&self.root).deserialize(&mut de)?;
+        let event = Wants::one(&self.event).deserialize(&mut de)?;
         de.end()?;
-        Ok(data)
-    }
-}
-
-/// The event object: only its `data` member is read.
-struct TopLevel<'k>(&'k Node);
-
-impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopLevel<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a structured-mode CloudEvent")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut data = Value::Null;
-        while let Some(is_data) = map.next_key_seed(KeyIs("data"))? {
-            if is_data {
-                data = map.next_value_seed(Wants::one(self.0))?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(data)
-    }
-}
-
-/// A map key, compared without keeping it.
-struct KeyIs<'a>(&'a str);
-
-impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
+        Ok(match event {
+            Value::Object(mut members) => members.remove("data").unwrap_or(Value::Null),
+            _ => Value::Null,
+        })
     }
 }
 
