@@ -52,8 +52,9 @@ impl Router {
         mut reloads: Option<mpsc::Receiver<Reload>>,
     ) {
         let depth = mapping_tasks();
-        // Batches being mapped, in the order they were taken.
-        let mut mapping: VecDeque<JoinHandle<Mapped>> = VecDeque::with_capacity(depth);
+        // Batches being mapped, in the order they were taken, with their
+        // number of records.
+        let mut mapping: VecDeque<(usize, JoinHandle<Mapped>)> = VecDeque::with_capacity(depth);
         // The records in `mapping`: taken, not yet registered.
         let mut taken = 0usize;
         let mut open = true;
@@ -70,18 +71,17 @@ impl Router {
                 Some(reload) = reload => {
                     // Records taken before the reload go out as the config
                     // they were taken under says.
-                    while let Some(task) = mapping.pop_front() {
+                    while let Some((_, task)) = mapping.pop_front() {
                         self.settle(&routing, joined(task.await)).await;
                     }
                     taken = 0;
                     self.reload(&mut routing, reload);
                 }
-                mapped = async { mapping.front_mut().expect("a batch is mapping").await },
+                mapped = async { (&mut mapping.front_mut().expect("a batch is mapping").1).await },
                     if !mapping.is_empty() => {
-                    mapping.pop_front();
-                    let mapped = joined(mapped);
-                    taken -= mapped.records.len();
-                    self.settle(&routing, mapped).await;
+                    let (n, _) = mapping.pop_front().expect("the batch just mapped");
+                    taken -= n;
+                    self.settle(&routing, joined(mapped)).await;
                 }
                 // No more records than the window has room for, counting
                 // those being mapped (waiting here, not in the middle of a
@@ -101,13 +101,15 @@ impl Router {
                         open = false;
                         continue;
                     }
-                    taken += batch.len();
+                    let n = batch.len();
+                    taken += n;
                     let stage = routing.stage.clone();
                     let stats = self.stats.clone();
                     let tracer = self.tracer.clone();
-                    mapping.push_back(tokio::spawn(async move {
+                    let task = tokio::spawn(async move {
                         map_batch(&stage, batch, &stats, tracer.as_ref()).await
-                    }));
+                    });
+                    mapping.push_back((n, task));
                 }
             }
         }
@@ -164,11 +166,14 @@ impl Router {
     }
 }
 
-/// A mapping task's result, or its panic passed on.
+/// A mapping task's result, or its panic passed on. A task cancelled (the
+/// runtime shutting down, the router with it) gives nothing: its records
+/// were never registered, so they are read again on the next start.
 fn joined(result: Result<Mapped, tokio::task::JoinError>) -> Mapped {
     match result {
         Ok(mapped) => mapped,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Mapped::default(),
     }
 }
 
