@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use cloudevents::{EventBuilder, EventBuilderV10, event::Event};
-use serde::ser::{SerializeMap, SerializeSeq};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -102,12 +102,20 @@ struct HealthEvent {
     customrecommendedaction: String,
 }
 
-#[derive(Deserialize)]
+/// Read by the Go driver's names, written by NVSentinel's transformer's.
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Entity {
-    #[serde(deserialize_with = "nullable_required")]
+    #[serde(
+        rename(serialize = "entityType"),
+        deserialize_with = "nullable_required"
+    )]
     entitytype: String,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(
+        rename(serialize = "entityValue"),
+        default,
+        deserialize_with = "nullable"
+    )]
     entityvalue: String,
 }
 
@@ -212,8 +220,6 @@ pub fn map(
         style,
     })
     .expect("health event data is JSON");
-    use cloudevents::event::AttributesWriter;
-    event.set_datacontenttype(Some("application/json"));
     event.set_data_unchecked(data);
     Ok(event)
 }
@@ -228,9 +234,7 @@ pub fn encode(
     out: &mut Vec<u8>,
 ) -> Result<Event, MapError> {
     let p = parse(record)?;
-    let mut event = attributes(&p, record, metadata)?;
-    use cloudevents::event::AttributesWriter;
-    event.set_datacontenttype(Some("application/json"));
+    let event = attributes(&p, record, metadata)?;
     let data = Data {
         metadata,
         p: &p,
@@ -240,7 +244,7 @@ pub fn encode(
     Ok(event)
 }
 
-/// The CloudEvent's attributes (no data yet).
+/// The CloudEvent's attributes, `datacontenttype` JSON (no data yet).
 fn attributes(p: &Parsed, record: &[u8], metadata: &Map<String, Value>) -> Result<Event, MapError> {
     let cluster = metadata
         .get("cluster")
@@ -264,6 +268,8 @@ fn attributes(p: &Parsed, record: &[u8], metadata: &Map<String, Value>) -> Resul
     if let Some(tp) = &p.traceparent {
         trace::set_extension(&mut event, tp, None);
     }
+    use cloudevents::event::AttributesWriter;
+    event.set_datacontenttype(Some("application/json"));
     Ok(event)
 }
 
@@ -304,7 +310,7 @@ impl Serialize for Health<'_, '_> {
             &enum_value(enums::RECOMMENDED_ACTION, he.recommendedaction),
         )?;
         map.serialize_entry("errorCode", &he.errorcode)?;
-        map.serialize_entry("entitiesImpacted", &Entities(&he.entitiesimpacted))?;
+        map.serialize_entry("entitiesImpacted", &he.entitiesimpacted)?;
         map.serialize_entry("generatedTimestamp", &p.timestamp)?;
         map.serialize_entry("nodeName", &he.nodename)?;
         map.serialize_entry(
@@ -340,29 +346,6 @@ impl Serialize for EnumOut {
             EnumStyle::Numbers => s.serialize_i64(self.2),
             EnumStyle::Names => s.serialize_str(&enums::name(self.1, self.2)),
         }
-    }
-}
-
-struct Entities<'a>(&'a [Entity]);
-
-impl Serialize for Entities<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for e in self.0 {
-            seq.serialize_element(&EntityOut(e))?;
-        }
-        seq.end()
-    }
-}
-
-struct EntityOut<'a>(&'a Entity);
-
-impl Serialize for EntityOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("entityType", &self.0.entitytype)?;
-        map.serialize_entry("entityValue", &self.0.entityvalue)?;
-        map.end()
     }
 }
 
