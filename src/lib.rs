@@ -13,9 +13,11 @@
 //! - [`config::common`]: the vocabulary every config is written in:
 //!   diagnostics with line and column, durations, sizes, `${…}` expansion,
 //!   secrets, TLS settings, checks of single fields.
-//! - [`event`]: the CloudEvent model (the official SDK) and its wire form,
-//!   field paths, NVSentinel's enums (numbers and names, `event::enums`), W3C
-//!   trace context (the distributed tracing extension).
+//! - [`event`]: the CloudEvent model (the official SDK) and its wire form
+//!   (`event::Encoded`: an event's JSON written once, the event on demand),
+//!   field paths (and `event::DataPaths`: only the data they reach, read
+//!   from an event's JSON), NVSentinel's enums (numbers and names,
+//!   `event::enums`), W3C trace context (the distributed tracing extension).
 //! - [`stats`]: the counters every stage increments (read by telemetry).
 //! - [`net`]: what several components share at run time: HTTP clients
 //!   from TLS settings, the NATS connection.
@@ -29,7 +31,8 @@
 //! - [`route`]: the route tree: its config, compiled form, patterns and CEL
 //!   expressions (`route::expr`).
 //! - [`pipeline`]: the running whole: source → mapping → transforms → route
-//!   (`pipeline/mod.rs`, the router) → per-receiver queues or disk buffers
+//!   (`router.rs`: batches mapped on every core, taken back in order) →
+//!   per-receiver queues (bounded in events and bytes) or disk buffers
 //!   (`topology.rs`, `buffer.rs` on [`journal`]: group-committed segment
 //!   files of JSON lines, also `source.http`'s) → the receiver tasks
 //!   (`receiver.rs`: batching, concurrency, retries), ordered

@@ -125,7 +125,7 @@ impl Router {
             let seq = self
                 .tracker
                 .begin(record.receivers, record.position, record.done);
-            for _ in record.events {
+            for _ in 0..record.events {
                 let (event, targets) = events.next().expect("every event of a record");
                 let targets = &mapped.targets[targets];
                 enqueue(routing, event, seq, targets, record.span.clone()).await;
@@ -193,8 +193,9 @@ struct MappedRecord {
     done: Option<Done>,
     /// How many receivers must finish it (0: finished at once).
     receivers: u32,
-    /// How many events of [`Mapped::events`] are its own.
-    events: Range<usize>,
+    /// How many of [`Mapped::events`] are its own (they follow the
+    /// previous record's).
+    events: usize,
     span: Option<Arc<EventSpan>>,
 }
 
@@ -232,7 +233,7 @@ async fn map_batch(
             position: record.position,
             done: record.done,
             receivers,
-            events: first..mapped.events.len(),
+            events: mapped.events.len() - first,
             span,
         });
     }

@@ -126,7 +126,8 @@ impl Rule {
 }
 
 impl Node {
-    /// Adds the receivers past `out[from..]` (each once) to `out`.
+    /// Appends the receivers the event reaches here to `out`, each once
+    /// among `out[from..]` (what is before `from` belongs to other events).
     fn process(&self, e: &mut Routed<'_>, out: &mut Vec<ReceiverId>, from: usize) {
         if let Some(rule) = self.drop.iter().find(|r| r.matches(e, false)) {
             rule.hits.fetch_add(1, Ordering::Relaxed);
